@@ -1,0 +1,1 @@
+"""Readers of the release formats, manifests, and the synthetic benchmark generator."""

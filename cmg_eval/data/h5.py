@@ -1,0 +1,70 @@
+"""Validated, lazily read HDF5 datasets (the AVE release and the h5 label/order files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import h5py
+import numpy as np
+
+from cmg_eval.errors import CmgError
+
+
+def _shape_text(tail: Sequence[int | None]) -> str:
+    return "(N, " + ", ".join("*" if d is None else str(d) for d in tail) + ")"
+
+
+class H5Array:
+    """One dataset of one h5 file, checked for key, shape and dtype; rows are read on demand."""
+
+    def __init__(self, path: str | Path, key: str, tail: Sequence[int | None], what: str = "features"):
+        self.path = Path(path)
+        self.key = key
+        if not self.path.is_file():
+            raise CmgError(f"{self.path}: missing file (expected h5 dataset {key!r} of shape {_shape_text(tail)}, {what})")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as error:
+            raise CmgError(f"{self.path}: not a readable HDF5 file ({str(error).splitlines()[0]})") from None
+        if key not in self._file or not isinstance(self._file[key], h5py.Dataset):
+            found = ", ".join(sorted(self._file.keys())) or "nothing"
+            raise CmgError(f"{self.path}: no dataset {key!r} (found: {found}); expected {what} of shape {_shape_text(tail)}")
+        self.dataset = self._file[key]
+        shape = self.dataset.shape
+        if len(shape) != 1 + len(tail) or any(d is not None and d != s for d, s in zip(tail, shape[1:])):
+            raise CmgError(f"{self.path}: dataset {key!r} has shape {shape}, expected {_shape_text(tail)} ({what})")
+        if self.dataset.dtype.kind not in "fiub":
+            raise CmgError(f"{self.path}: dataset {key!r} has dtype {self.dataset.dtype}, expected numbers ({what})")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.dataset.shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read_all(self) -> np.ndarray:
+        return self.dataset[()]
+
+    def read_rows(self, indices: Sequence[int], dtype=np.float32) -> np.ndarray:
+        """Rows in the given order (h5py needs increasing unique indices, so sort and scatter back)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise CmgError(f"{self.path}: index {int(indices.max())} out of range for {len(self)} rows in {self.key!r}")
+        unique, inverse = np.unique(indices, return_inverse=True)
+        rows = self.dataset[unique] if unique.size else np.empty((0, *self.shape[1:]), self.dataset.dtype)
+        return rows[inverse].astype(dtype, copy=False)
+
+    def iter_rows(self, indices: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
+        """Float32 batches of rows, never holding more than one batch in memory."""
+        for start in range(0, len(indices), batch_size):
+            yield self.read_rows(indices[start:start + batch_size])
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def write_h5(path: Path, key: str, array: np.ndarray) -> None:
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset(key, data=array)

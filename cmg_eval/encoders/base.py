@@ -1,0 +1,190 @@
+"""The unified-encoder contract every model implements, and the check-model validator."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+
+from cmg_eval.errors import CmgError, UnsupportedModality
+
+MODALITIES = ("video", "audio", "text")
+SHORT = {"video": "V", "audio": "A", "text": "T"}
+# Per-step input shape of each modality: video VGG19 pool5 maps, audio VGGish, text BERT tokens.
+INPUT_TAIL = {"video": (7, 7, 512), "audio": (128,), "text": (768,)}
+MAX_TEXT_TOKENS = 10
+
+
+class UnifiedEncoder(ABC):
+    """Maps each supported modality into one shared space: `encode -> (B, T, D)` float32.
+
+    Implementations run in eval mode, are deterministic and never mutate their state.
+    """
+
+    name: str = "encoder"
+    modalities: tuple[str, ...] = ()
+    readouts: tuple[str, ...] = ("default",)
+    default_readout: str = "default"
+    # The readout whose rows are codebook entries selected by `encode_indices` (None: no codes).
+    code_readout: str | None = None
+
+    @abstractmethod
+    def output_dim(self, readout: str | None = None) -> int:
+        """Width D of `encode(..., readout)`."""
+
+    @abstractmethod
+    def encode(self, modality: str, feats: torch.Tensor, readout: str | None = None) -> torch.Tensor:
+        """(B, T, *INPUT_TAIL[modality]) -> (B, T, D) float32."""
+
+    def encode_indices(self, modality: str, feats: torch.Tensor) -> torch.Tensor | None:
+        """(B, T, L) int64 code indices, or None when the encoder has no codes."""
+        return None
+
+    def codebook(self) -> torch.Tensor | None:
+        """The code table (float32), or None."""
+        return None
+
+    def lookup_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Rows of `code_readout` for given `encode_indices` output."""
+        raise NotImplementedError
+
+    def resolve_readout(self, readout: str | None) -> str:
+        readout = readout or self.default_readout
+        if readout not in self.readouts:
+            raise CmgError(f"encoder {self.name!r} has no readout {readout!r} (known: {', '.join(self.readouts)})")
+        return readout
+
+    def check_input(self, modality: str, feats: Any) -> torch.Tensor:
+        """Validate a batch against the modality's input layout; return it as a float tensor."""
+        if modality not in MODALITIES:
+            raise CmgError(f"unknown modality {modality!r} (known: {', '.join(MODALITIES)})")
+        if modality not in self.modalities:
+            raise UnsupportedModality(f"encoder {self.name!r} does not support {modality} (supports: {', '.join(self.modalities)})")
+        feats = torch.as_tensor(feats)
+        tail = INPUT_TAIL[modality]
+        if feats.dim() != 2 + len(tail) or tuple(feats.shape[2:]) != tail or feats.shape[1] < 1:
+            raise CmgError(f"{modality} input has shape {tuple(feats.shape)}, expected (B, T, {', '.join(map(str, tail))})")
+        if modality == "text" and feats.shape[1] > MAX_TEXT_TOKENS:
+            raise CmgError(f"text input has {feats.shape[1]} tokens, expected at most {MAX_TEXT_TOKENS}")
+        if not feats.is_floating_point():
+            feats = feats.float()
+        return feats
+
+
+@dataclass
+class LoadedModel:
+    """An encoder with the facts a report records about where it came from."""
+
+    label: str
+    encoder: UnifiedEncoder
+    readout: str
+    path: str
+    sha256: str
+    method: str
+    checkpoint_epoch: int = -1
+
+    @property
+    def identity(self) -> str:
+        """What decides the embeddings: file content, encoder family and readout."""
+        return f"{self.sha256}:{self.method}:{self.readout}"
+
+
+# ---------------------------------------------------------------- check-model validator
+
+
+@dataclass
+class CheckResult:
+    check: str
+    modality: str
+    ok: bool
+    detail: str
+
+
+def _state_snapshot(obj: Any) -> dict[str, torch.Tensor]:
+    """Copies of every tensor the encoder holds: its modules' parameters and buffers, bare tensors."""
+    snapshot: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+
+    def visit(prefix: str, value: Any) -> None:
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, torch.nn.Module):
+            for key, tensor in value.state_dict(keep_vars=True).items():
+                snapshot[f"{prefix}.{key}"] = tensor.detach().clone()
+        elif isinstance(value, torch.Tensor):
+            snapshot[prefix] = value.detach().clone()
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                visit(f"{prefix}.{key}", item)
+
+    for name, value in vars(obj).items():
+        visit(name, value)
+    if isinstance(obj, torch.nn.Module):
+        visit("self", obj)
+    return snapshot
+
+
+def example_inputs(modality: str, batch: int = 3, steps: int = 10, seed: int = 0) -> torch.Tensor:
+    """Generated inputs of the modality's layout (non-negative like ReLU features)."""
+    generator = torch.Generator().manual_seed(seed)
+    steps = min(steps, MAX_TEXT_TOKENS) if modality == "text" else steps
+    return torch.randn((batch, steps, *INPUT_TAIL[modality]), generator=generator).abs()
+
+
+def check_model(encoder: UnifiedEncoder, batch: int = 3, steps: int = 10) -> list[CheckResult]:
+    """Run the contract checks on generated inputs; never raises for a failing check."""
+    results: list[CheckResult] = []
+
+    def record(check: str, modality: str, fn) -> Any:
+        try:
+            value = fn()
+        except Exception as error:  # a failing check is a verdict, not a crash
+            results.append(CheckResult(check, modality, False, f"{type(error).__name__}: {error}"))
+            return None
+        results.append(CheckResult(check, modality, value is None or value is True, "" if value in (None, True) else str(value)))
+        return value
+
+    record("declares modalities", "-", lambda: True if set(encoder.modalities) <= set(MODALITIES) and encoder.modalities
+           else f"modalities {encoder.modalities!r} not a non-empty subset of {MODALITIES}")
+    record("default readout declared", "-", lambda: True if encoder.default_readout in encoder.readouts
+           else f"{encoder.default_readout!r} not in {encoder.readouts!r}")
+    before = _state_snapshot(encoder)
+    for modality in encoder.modalities:
+        feats = example_inputs(modality, batch, steps)
+        expected_steps = feats.shape[1] if modality != "text" else MAX_TEXT_TOKENS
+        for readout in encoder.readouts:
+            tag = f"{modality}@{readout}"
+            first = record("encodes", tag, lambda: encoder.encode(modality, feats, readout) is not None)
+            if first is None and not results[-1].ok:
+                continue
+            out1 = encoder.encode(modality, feats.clone(), readout)
+            out2 = encoder.encode(modality, feats.clone(), readout)
+            dim = encoder.output_dim(readout)
+            record("shape (B,T,D)", tag, lambda: True if tuple(out1.shape) in {(batch, feats.shape[1], dim), (batch, expected_steps, dim)}
+                   else f"got {tuple(out1.shape)}, expected ({batch}, {expected_steps}, {dim})")
+            record("dtype float32", tag, lambda: True if out1.dtype == torch.float32 else f"got {out1.dtype}")
+            record("finite", tag, lambda: True if torch.isfinite(out1).all() else "non-finite values in output")
+            record("deterministic", tag, lambda: True if torch.equal(out1, out2)
+                   else f"two calls differ by up to {(out1.double() - out2.double()).abs().max().item():.3g}")
+        if encoder.code_readout is not None:
+            def codes_are_rows() -> bool | str:
+                indices = encoder.encode_indices(modality, feats)
+                rows = encoder.lookup_codes(indices)
+                out = encoder.encode(modality, feats, encoder.code_readout)
+                if rows.shape != out.shape:
+                    return f"lookup shape {tuple(rows.shape)} differs from output {tuple(out.shape)}"
+                gap = (rows.double() - out.double()).abs().max().item()
+                return True if gap <= 1e-6 else f"outputs are up to {gap:.3g} away from their codebook rows"
+            record("outputs are codebook rows", f"{modality}@{encoder.code_readout}", codes_are_rows)
+    after = _state_snapshot(encoder)
+
+    def unchanged() -> bool | str:
+        changed = sorted(k for k in before if k not in after or not torch.equal(before[k], after[k]))
+        changed += sorted(k for k in after if k not in before)
+        return True if not changed else f"changed: {', '.join(changed[:5])}"
+
+    record("parameters and buffers unchanged", "-", unchanged)
+    return results

@@ -1,0 +1,1 @@
+"""Network modules with the public parameter names, shared by adapters and pretraining."""

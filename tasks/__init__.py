@@ -1,0 +1,1 @@
+"""Built-in benchmarks: one file per task, registered with `@register_task`."""
