@@ -12,7 +12,7 @@ from cmg_eval.data.synth.world import LATENT_DIM, VOCAB_SIZE, World, name_seed
 
 FIT_CLIPS = 600
 FIT_STEPS = 10
-RIDGE = 1e-2
+RIDGE = 1e-4
 
 
 def _ridge(inputs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

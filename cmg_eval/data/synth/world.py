@@ -14,7 +14,10 @@ import numpy as np
 
 LATENT_DIM = 32
 NUISANCE_DIM = 8
-PROTOTYPE_NORM = 3.0
+# Prototypes are far apart relative to the per-clip jitter, and the maps to features shrink by
+# the same factor, so feature SNR is moderate while the oracle's latent is cleanly separable.
+PROTOTYPE_NORM = 20.0
+SIGNAL_SCALE = 3.0 / PROTOTYPE_NORM
 VOCAB_SIZE = 1000
 BACKGROUND = "__background__"
 # Feature widths of the public releases: VGG19 pool5 maps, VGGish, BERT tokens.
@@ -34,11 +37,11 @@ class World:
     """Fixed maps latent -> features for one seed."""
 
     seed: int
-    noise: dict[str, float] = field(default_factory=lambda: {"video": 1.0, "audio": 0.5, "text": 0.5})
+    noise: dict[str, float] = field(default_factory=lambda: {"video": 1.0, "audio": 0.35, "text": 0.5})
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng(name_seed("world", self.seed))
-        scale = 1.0 / np.sqrt(LATENT_DIM)
+        scale = SIGNAL_SCALE / np.sqrt(LATENT_DIM)
         self.signal = {
             "video": rng.normal(0, scale, (LATENT_DIM, VIDEO_SHAPE[-1])),
             "audio": rng.normal(0, scale, (LATENT_DIM, AUDIO_DIM)),
@@ -89,7 +92,7 @@ class World:
 
     # ------------------------------------------------------------ latents
     def segment_latents(self, centres: np.ndarray, rng: np.random.Generator,
-                        instance: float = 0.4, segment: float = 0.2) -> np.ndarray:
+                        instance: float = 0.5, segment: float = 0.25) -> np.ndarray:
         """(N, T, LATENT) centres -> latents with a per-clip instance offset and per-segment jitter."""
         n, steps, _ = centres.shape
         return centres + instance * rng.normal(size=(n, 1, LATENT_DIM)) + segment * rng.normal(size=(n, steps, LATENT_DIM))
@@ -98,4 +101,4 @@ class World:
         """Latents that span the space the datasets use: prototypes of random names, background, spread."""
         names = [f"fit-{i}" for i in rng.integers(0, 10_000, n)]
         centres = np.where(rng.random((n, 1, 1)) < 0.2, self.prototype(BACKGROUND), self.prototypes(names)[:, None, :])
-        return self.segment_latents(np.repeat(centres, steps, axis=1), rng, instance=0.8, segment=0.6)
+        return self.segment_latents(np.repeat(centres, steps, axis=1), rng, instance=2.0, segment=1.5)

@@ -1,0 +1,225 @@
+"""The `cmg-eval` command line: each subcommand parses its options and calls one function."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cmg_eval import registry
+from cmg_eval.cache import default_cache_dir
+from cmg_eval.errors import CmgError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console)
+
+
+class Cli(click.Group):
+    """Turns a CmgError into `Error: <one line>` and exit status 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CmgError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=Cli)
+@click.version_option(package_name="cmg-eval")
+def main() -> None:
+    """Cross-modal generalization evaluation of unified audio / video / text encoders."""
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+@main.group()
+def data() -> None:
+    """Synthetic benchmark and data checks."""
+
+
+@data.command("synth")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write every task's data into.")
+@click.option("--size", type=click.Choice(["tiny", "small", "full"]), default="tiny", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def data_synth(out: Path, size: str, seed: int) -> None:
+    """Write the synthetic benchmark in the release formats, plus oracle.pt."""
+    from cmg_eval.data.synth import synthesize, writers
+
+    steps = [*writers(), "oracle"]
+    with progress_bar() as progress:
+        bar = progress.add_task("synthesize", total=len(steps))
+        synthesize(out, size, seed, progress=lambda name: progress.update(
+            bar, completed=steps.index(name), description=f"synthesize {name} ({size})"))
+        progress.update(bar, completed=len(steps))
+    console.print(f"wrote the {size} synthetic benchmark (seed {seed}) and oracle.pt to {out}")
+
+
+def default_data_root(cache_dir: Path | None) -> Path:
+    """The built-in synthetic benchmark, generated on first use into the cache folder."""
+    from cmg_eval.data.synth import synthesize
+
+    root = (cache_dir or default_cache_dir()) / "synthetic" / "small-seed0"
+    if not (root / "synth.json").is_file():
+        err_console.print(f"generating the built-in synthetic benchmark into {root} (first use)")
+        synthesize(root, "small", 0)
+    return root
+
+
+@main.command("validate")
+@click.option("--data-root", type=click.Path(path_type=Path), required=True)
+@click.argument("task_names", nargs=-1)
+def validate(data_root: Path, task_names: tuple[str, ...]) -> None:
+    """Check that each task's files under DATA_ROOT exist and have the expected layout."""
+    for name in task_names or registry.tasks.names():
+        registry.tasks.get(name)().load(data_root)
+        console.print(f"{name}: ok")
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+@main.command("ls")
+@click.argument("what", type=click.Choice(["tasks", "encoders"]), required=False)
+def list_registered(what: str | None) -> None:
+    """List registered tasks and encoders."""
+    if what in (None, "tasks"):
+        table = Table(title="tasks")
+        for column in ("name", "primary metric", "directions"):
+            table.add_column(column)
+        for name in registry.tasks.names():
+            task = registry.tasks.get(name)
+            table.add_row(name, task.primary_metric, ", ".join(f"{s[0].upper()}->{t[0].upper()}"
+                                                                for s, t in task.directions))
+        console.print(table)
+    if what in (None, "encoders"):
+        table = Table(title="encoders")
+        table.add_column("name")
+        table.add_column("readouts")
+        for name in registry.encoders.names():
+            table.add_row(name, ", ".join(registry.encoders.get(name).readouts))
+        console.print(table)
+
+
+@main.command("check-model")
+@click.option("--ckpt", required=True, help="Checkpoint file.")
+@click.option("--encoder", default=None, help="Encoder name or package.module:factory.")
+def check_model_command(ckpt: str, encoder: str | None) -> None:
+    """Validate an encoder against the contract on generated inputs; exit 1 on a failed check."""
+    from cmg_eval.encoders.base import check_model
+    from cmg_eval.encoders.loading import load_model
+
+    model = load_model(ckpt, encoder)
+    results = check_model(model.encoder)
+    table = Table(title=f"check-model {model.label} ({model.method})")
+    for column in ("check", "modality@readout", "verdict", "detail"):
+        table.add_column(column)
+    for result in results:
+        table.add_row(result.check, result.modality, "[green]pass" if result.ok else "[red]FAIL", result.detail)
+    console.print(table)
+    failed = sorted({r.check for r in results if not r.ok})
+    if failed:
+        err_console.print(f"check-model: FAILED {', '.join(failed)}")
+        sys.exit(1)
+    console.print(f"check-model: all {len(results)} checks passed")
+
+
+@main.group()
+def ckpt() -> None:
+    """Checkpoint utilities."""
+
+
+@ckpt.command("init")
+@click.argument("encoder")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def ckpt_init(encoder: str, out: Path, seed: int) -> None:
+    """Write a random-init checkpoint of ENCODER in its public layout (the random-encoder floor)."""
+    from cmg_eval.io import save_checkpoint
+
+    family = registry.encoders.get(encoder)
+    if not hasattr(family, "init_checkpoint"):
+        raise CmgError(f"encoder {encoder!r} has no random-init checkpoint")
+    save_checkpoint(family.init_checkpoint(seed), out)
+    console.print(f"wrote random-init {encoder} checkpoint (seed {seed}) to {out}")
+
+
+@main.command("embed")
+@click.option("--ckpt", "ckpt_path", required=True)
+@click.option("--modality", type=click.Choice(["video", "audio", "text"]), required=True)
+@click.option("--in", "inputs", type=click.Path(path_type=Path), required=True, help="npz keyed by modality.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--readout", default=None)
+@click.option("--encoder", default=None)
+def embed(ckpt_path: str, modality: str, inputs: Path, out: Path, readout: str | None, encoder: str | None) -> None:
+    """Write an encoder's outputs (vq, pre_vq, indices) for given inputs to an npz."""
+    from cmg_eval.embed import embed_arrays, read_inputs, write_outputs
+    from cmg_eval.encoders.loading import load_model
+
+    spec = f"@{readout}={ckpt_path}" if readout else ckpt_path
+    model = load_model(spec, encoder)
+    outputs = embed_arrays(model, modality, read_inputs(inputs, modality))
+    write_outputs(out, outputs)
+    console.print(f"wrote {', '.join(f'{k} {tuple(v.shape)}' for k, v in outputs.items())} to {out}")
+
+
+# ------------------------------------------------------------------------------------------ runs
+
+
+@main.command("run")
+@click.argument("tasks")
+@click.option("--ckpt", "checkpoints", multiple=True, required=True, help="[LABEL[@READOUT]=]PATH, repeatable.")
+@click.option("--encoder", default=None, help="Encoder name or package.module:factory for checkpoints without 'method'.")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Dataset folder (default: the built-in synthetic benchmark).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("cmg-eval-runs/latest"), show_default=True)
+@click.option("--protocol", type=click.Choice(["clean", "paper"]), default="clean", show_default=True)
+@click.option("--seeds", type=int, default=None, help="Head seeds (default: 3 clean, 1 paper).")
+@click.option("--set", "assignments", multiple=True, help="KEY=VALUE or TASK.KEY=VALUE, repeatable.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache folder.")
+def run_command(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
+                protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None) -> None:
+    """Evaluate checkpoints on TASKS (comma-separated names or `all`)."""
+    from cmg_eval.report import rich_table
+    from cmg_eval.runner import RunConfig, run
+
+    config = RunConfig(tasks=[t.strip() for t in tasks.split(",") if t.strip()], checkpoints=list(checkpoints),
+                       data_root=data_root or default_data_root(cache_dir), out=out, encoder=encoder,
+                       protocol=protocol, seeds=seeds, assignments=list(assignments), cache_dir=cache_dir)
+    document = run(config, progress_bar())
+    console.print(rich_table(document))
+    for skip in document["meta"]["skipped"]:
+        console.print(f"skipped {skip['model']} {skip['task']} {skip['direction']}: {skip['reason']}")
+    console.print(f"report: {out / 'results.json'}, {out / 'table.md'}, {out / 'table.csv'}")
+
+
+@main.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def report_command(run_dir: Path) -> None:
+    """Rewrite the tables of a finished run from its results.json and print them."""
+    import json
+
+    from cmg_eval.report import rich_table, write_tables
+
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise CmgError(f"{path}: missing (not a finished run folder)")
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CmgError(f"{path}: not valid JSON ({error})") from None
+    write_tables(run_dir, document)
+    console.print(rich_table(document))
+
+
+if __name__ == "__main__":
+    main()

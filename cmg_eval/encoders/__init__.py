@@ -1,0 +1,1 @@
+"""Built-in encoder adapters; each module registers itself with @register_encoder."""

@@ -1,0 +1,24 @@
+"""Install cmg-eval: the cross-modal generalization evaluation harness."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="cmg-eval",
+    version="0.1.0",
+    description="Cross-modal generalization evaluation of unified audio/video/text encoders",
+    python_requires=">=3.11",
+    packages=find_packages(include=["cmg_eval", "cmg_eval.*", "tasks", "tasks.*"]),
+    install_requires=[
+        "torch>=2.13",
+        "scikit-learn",
+        "torchmetrics",
+        "pandas",
+        "click",
+        "rich",
+        "pyyaml",
+        "h5py",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["cmg-eval=cmg_eval.cli:main"]},
+)

@@ -1,0 +1,166 @@
+"""AVE cross-modal event classification (reference-protocol.md 3.1), the whole task in one file.
+
+Data: `AVE-ECCV18-master/data/{visual_feature,audio_feature,labels}.h5` (dataset `avadataset`)
+and `{train,val,test}_order.h5` (dataset `order`). Head: the reference `Semantic_Decoder`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cmg_eval.data.h5 import H5Array
+from cmg_eval.data.manifest import fingerprint
+from cmg_eval.errors import CmgError
+from cmg_eval.heads import SemanticDecoder, predict, seeded_head, train
+from cmg_eval.metrics import classification
+from cmg_eval.registry import register_task
+from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
+
+N_CLASSES = 28
+STEPS = 10
+FEATURE_FILES = {"video": ("visual_feature.h5", (STEPS, 7, 7, 512)), "audio": ("audio_feature.h5", (STEPS, 128))}
+SPLITS = ("train", "val", "test")
+
+
+def clip_labels(segment_labels: np.ndarray) -> np.ndarray:
+    """The reference rule: drop the background column, argmax per segment, max over segments."""
+    return segment_labels[:, :, :N_CLASSES].argmax(axis=2).max(axis=1)
+
+
+def read_order(path: Path, n_clips: int) -> np.ndarray:
+    """A split's global clip indices, checked to be a non-empty 1-D range of valid clips."""
+    order = H5Array(path, "order", (), what="1-D int64 clip indices")
+    values = order.read_all()
+    order.close()
+    if values.size == 0:
+        raise CmgError(f"{path}: dataset 'order' is empty, expected clip indices")
+    if values.dtype.kind == "f" and not np.all(values == np.round(values)):
+        raise CmgError(f"{path}: dataset 'order' holds non-integer values, expected clip indices")
+    values = values.astype(np.int64)
+    if values.min() < 0 or values.max() >= n_clips:
+        raise CmgError(f"{path}: dataset 'order' has index {int(values.max())}, expected 0..{n_clips - 1}")
+    return values
+
+
+@dataclass
+class AveData:
+    """Validated AVE release: lazily read features, clip labels and split orders."""
+
+    root: Path
+    features: dict[str, H5Array]
+    labels: np.ndarray          # (N,) clip class in 0..27
+    orders: dict[str, np.ndarray]
+    fingerprints: dict[str, str]
+
+    def source(self, modality: str, split: str) -> FeatureSource:
+        """Encoder inputs of one modality for one split, in order."""
+        features = self.features[modality]
+        order = self.orders[split]
+        order_hash = hashlib.sha256(order.tobytes()).hexdigest()[:16]
+        key = f"ave:{self.fingerprints[modality]}:{split}:{order_hash}:{modality}"
+        return FeatureSource(key=key, modality=modality, n_items=len(order),
+                             batches=lambda size: features.iter_rows(order, size), where=str(features.path))
+
+
+@register_task("ave")
+class Ave(Task):
+    """Clip-level event classification: a head trained on one modality, scored on another."""
+
+    name = "ave"
+    version = "1"
+    primary_metric = "accuracy"
+    metrics = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+    directions = (("video", "audio"), ("audio", "video"), ("video", "video"), ("audio", "audio"))
+    defaults = {"epochs": 30, "batch_size": 80, "lr": 4e-4, "milestones": [10, 20, 30], "gamma": 0.5,
+                "clip_grad": 0.5}
+
+    def load(self, data_root: Path) -> AveData:
+        root = Path(data_root) / "AVE-ECCV18-master" / "data"
+        features = {m: H5Array(root / name, "avadataset", tail, what=f"AVE {m} features")
+                    for m, (name, tail) in FEATURE_FILES.items()}
+        labels_file = H5Array(root / "labels.h5", "avadataset", (STEPS, N_CLASSES + 1), what="AVE segment labels")
+        segment_labels = labels_file.read_all()
+        labels_file.close()
+        n_clips = len(segment_labels)
+        for modality, array in features.items():
+            if len(array) != n_clips:
+                raise CmgError(f"{array.path}: {len(array)} clips, expected {n_clips} as in {labels_file.path}")
+        orders = {split: read_order(root / f"{split}_order.h5", n_clips) for split in SPLITS}
+        fingerprints = {m: fingerprint(a.path) for m, a in features.items()}
+        return AveData(root, features, clip_labels(segment_labels), orders, fingerprints)
+
+    def files(self, data: AveData) -> list[Path]:
+        return [a.path for a in data.features.values()] + [data.root / "labels.h5"] + \
+               [data.root / f"{split}_order.h5" for split in SPLITS]
+
+    def epochs(self, job: SourceRun) -> int:
+        if job.protocol == "paper":  # the reference resumes the pretraining epoch counter
+            return max(int(job.settings["epochs"]) - (job.checkpoint_epoch + 1), 0)
+        return int(job.settings["epochs"])
+
+    def run_source(self, job: SourceRun) -> dict[str, Scored]:
+        if job.protocol == "paper":
+            return self._run_paper(job)
+        return self._run_clean(job)
+
+    def _head(self, job: SourceRun, inputs: np.ndarray) -> nn.Module:
+        return seeded_head(lambda: SemanticDecoder(inputs.shape[-1], N_CLASSES), job.seed)
+
+    def _score(self, data: AveData, head: nn.Module, inputs: np.ndarray, split: str) -> Scored:
+        items = data.orders[split]
+        y_true = data.labels[items]
+        y_pred = predict(head, inputs).argmax(axis=1)
+        return Scored(classification(y_true, y_pred, N_CLASSES), len(items),
+                      {"item": items, "y_true": y_true, "y_pred": y_pred})
+
+    def _run_clean(self, job: SourceRun) -> dict[str, Scored]:
+        """Train on source train, keep the epoch with the best source val accuracy, score target test."""
+        data: AveData = job.data
+        x_train = job.embed(data.source(job.source, "train"))
+        x_val = job.embed(data.source(job.source, "val"))
+        y_val = data.labels[data.orders["val"]]
+        head = self._head(job, x_train)
+        best = {"accuracy": -1.0, "state": None}
+
+        def select(epoch: int, model: nn.Module) -> None:
+            accuracy = float((predict(model, x_val).argmax(axis=1) == y_val).mean())
+            if accuracy > best["accuracy"]:  # ties keep the earlier epoch
+                best.update(accuracy=accuracy, state=copy.deepcopy(model.state_dict()))
+            job.on_epoch()
+
+        train(head, x_train, data.labels[data.orders["train"]], nn.functional.cross_entropy, job.settings,
+              job.seed, select, epochs=self.epochs(job))
+        if best["state"] is not None:
+            head.load_state_dict(best["state"])
+        return {target: self._score(data, head, job.embed(data.source(target, "test")), "test")
+                for target in job.targets}
+
+    def _run_paper(self, job: SourceRun) -> dict[str, Scored]:
+        """The reference: train on source train, score every target on the train split each epoch, keep the best."""
+        data: AveData = job.data
+        x_train = job.embed(data.source(job.source, "train"))
+        scored_inputs = {target: job.embed(data.source(target, "train")) for target in job.targets}
+        head = self._head(job, x_train)
+        best: dict[str, Scored] = {}
+
+        def score_all(epoch: int, model: nn.Module) -> None:
+            for target, inputs in scored_inputs.items():
+                scored = self._score(data, model, inputs, "train")
+                if target not in best or scored.metrics["accuracy"] > best[target].metrics["accuracy"]:
+                    best[target] = scored
+            job.on_epoch()
+
+        epochs = self.epochs(job)
+        if epochs == 0:
+            raise CmgError(f"paper protocol: checkpoint epoch {job.checkpoint_epoch} leaves no downstream epochs "
+                           f"of {job.settings['epochs']}")
+        train(head, x_train, data.labels[data.orders["train"]], nn.functional.cross_entropy, job.settings,
+              job.seed, score_all, epochs=epochs)
+        return best
