@@ -20,7 +20,7 @@ err_console = Console(stderr=True)
 
 def progress_bar() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err_console)
+                    console=err_console, transient=True)
 
 
 class Cli(click.Group):

@@ -83,8 +83,8 @@ class Embedder:
         for batch in source.batches(self.batch_size):
             if not np.isfinite(batch).all():
                 bad = done + int(np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(1))[0])
-                raise CmgError(f"{source.where}: non-finite {source.modality} features in item {bad} of this split, "
-                               f"expected finite numbers")
+                raise CmgError(f"{source.where}: non-finite {source.modality} features in item {bad} of the "
+                               f"{source.part}, expected finite numbers")
             with torch.inference_mode():
                 out = encoder.encode(source.modality, torch.from_numpy(np.ascontiguousarray(batch)), readout)
             if out.dim() != 3 or out.shape[0] != len(batch) or out.shape[2] != dim:

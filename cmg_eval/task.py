@@ -23,6 +23,7 @@ class FeatureSource:
     n_items: int
     batches: Callable[[int], Iterator[np.ndarray]]  # batch size -> float32 arrays in item order
     where: str          # the file, for error messages
+    part: str = "data"  # which part of the file, for error messages (e.g. "train split")
 
 
 @dataclass

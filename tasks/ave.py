@@ -66,7 +66,8 @@ class AveData:
         order_hash = hashlib.sha256(order.tobytes()).hexdigest()[:16]
         key = f"ave:{self.fingerprints[modality]}:{split}:{order_hash}:{modality}"
         return FeatureSource(key=key, modality=modality, n_items=len(order),
-                             batches=lambda size: features.iter_rows(order, size), where=str(features.path))
+                             batches=lambda size: features.iter_rows(order, size), where=str(features.path),
+                             part=f"{split} split")
 
 
 @register_task("ave")

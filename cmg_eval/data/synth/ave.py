@@ -32,8 +32,10 @@ def clip_layout(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return classes, events
 
 
-def write(root: Path, world: World, size: str, rng: np.random.Generator, dtype=np.float32) -> dict:
-    counts = SPLIT_COUNTS[size]
+def write(root: Path, world: World, size: str, rng: np.random.Generator, dtype=np.float32,
+          counts: tuple[int, int, int] | None = None) -> dict:
+    """The AVE release files; `counts` (train, val, test) overrides the size's split counts."""
+    counts = counts or SPLIT_COUNTS[size]
     data = root / "AVE-ECCV18-master" / "data"
     data.mkdir(parents=True, exist_ok=True)
     n = sum(counts)
