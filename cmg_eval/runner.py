@@ -216,8 +216,9 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
     predictions: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
     embed_seconds = 0.0
     plan = [(m, name, s) for m in models for name, task in tasks.items() for s in task.sources()]
+    jobs_per_source = {name: len(seeds) if task.seeded else 1 for name, task in tasks.items()}
     with progress if not progress.disable else nullcontext():
-        overall = progress.add_task("evaluate", total=len(plan) * len(seeds))
+        overall = progress.add_task("evaluate", total=sum(jobs_per_source[name] for _, name, _ in plan))
         for model, name, source in plan:
             task = tasks[name]
             targets = task.targets(source)
@@ -229,11 +230,11 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
                                               f"{', '.join(sorted(set(missing)))}"})
             targets = tuple(t for t in targets if t not in missing)
             if source in missing or not targets:
-                progress.advance(overall, len(seeds))
+                progress.advance(overall, jobs_per_source[name])
                 continue
             embedder = Embedder(model, cache, config.encode_batch, progress)
             runs: dict[str, list[Scored]] = {t: [] for t in targets}
-            for seed in seeds:
+            for seed in seeds if task.seeded else seeds[:1]:
                 job = SourceRun(data=datasets[name], source=source, targets=targets, seed=seed,
                                 protocol=config.protocol, settings=settings[name], embed=embedder,
                                 checkpoint_epoch=model.checkpoint_epoch)
@@ -258,7 +259,9 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
         "seeds": seeds,
         "settings": settings,
         "tasks": {name: {"version": task.version, "primary_metric": task.primary_metric,
-                         "directions": [direction_name(s, t) for s, t in task.directions]}
+                         "lower_is_better": list(task.lower_is_better),
+                         "directions": [direction_name(s, t) for s, t in task.directions],
+                         "about": task.about(datasets[name])}
                   for name, task in tasks.items()},
         "models": [model_meta(m) for m in models],
         "data": {"root": str(config.data_root), "manifest": files, "manifest_hash": manifest_hash(files)},

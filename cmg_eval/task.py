@@ -66,6 +66,8 @@ class Task(ABC):
     directions: tuple[tuple[str, str], ...] = ()
     # Head and training knobs, all settable with --set KEY=VALUE or --set TASK.KEY=VALUE.
     defaults: dict[str, Any] = {}
+    # False for zero-shot tasks (no head): run once, whatever --seeds says.
+    seeded: bool = True
 
     @abstractmethod
     def load(self, data_root: Path) -> Any:
@@ -78,6 +80,10 @@ class Task(ABC):
     def files(self, data: Any) -> list[Path]:
         """The data files this task reads (for the run's data manifest)."""
         return []
+
+    def about(self, data: Any) -> dict[str, Any]:
+        """Facts about the loaded data the report should state (sizes, label coverage, chance levels)."""
+        return {}
 
     def epochs(self, job: SourceRun) -> int:
         """Epochs a job trains for (progress display)."""
