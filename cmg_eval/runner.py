@@ -64,7 +64,7 @@ class Embedder:
         self.seconds = 0.0
 
     def __call__(self, source: FeatureSource) -> np.ndarray:
-        key = cache_key(ENCODER_CACHE_VERSION, self.model.identity, source.key)
+        key = cache_key(ENCODER_CACHE_VERSION, self.model.identity, source.key, "pooled" if source.pool else "steps")
         cached = self.cache.load(key)
         if cached is not None:
             return cached
@@ -93,13 +93,14 @@ class Embedder:
             if not torch.isfinite(out).all():
                 raise CmgError(f"encoder {self.model.label!r}: non-finite {source.modality} embeddings for "
                                f"{source.where}")
+            out = out.mean(dim=1) if source.pool else out
             parts.append(out.detach().float().numpy())
             done += len(batch)
             self.progress.advance(bar, len(batch))
         self.progress.remove_task(bar)
         if done != source.n_items:
             raise CmgError(f"{source.where}: read {done} {source.modality} items, expected {source.n_items}")
-        return np.concatenate(parts) if parts else np.empty((0, 0, dim), np.float32)
+        return np.concatenate(parts) if parts else np.empty((0, dim) if source.pool else (0, 0, dim), np.float32)
 
 
 # ------------------------------------------------------------------------------------------ planning

@@ -24,6 +24,8 @@ class FeatureSource:
     batches: Callable[[int], Iterator[np.ndarray]]  # batch size -> float32 arrays in item order
     where: str          # the file, for error messages
     part: str = "data"  # which part of the file, for error messages (e.g. "train split")
+    # Mean over time per batch, stored as (N, D): lets batches differ in length (variable-T items).
+    pool: bool = False
 
 
 @dataclass
@@ -45,7 +47,7 @@ class SourceRun:
     seed: int
     protocol: str
     settings: dict[str, Any]
-    embed: Callable[[FeatureSource], np.ndarray]   # cached encoder output (N, T, D) float32
+    embed: Callable[[FeatureSource], np.ndarray]   # cached encoder output (N, T, D), or (N, D) if pooled
     checkpoint_epoch: int = -1
     on_epoch: Callable[[], None] = lambda: None
 
