@@ -3,8 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo-out
+GATE := gate-out
+BASELINE := reports/baselines/synthetic-tiny.json
 
-.PHONY: demo test install clean
+.PHONY: demo test gate gate-run baseline install clean
 
 $(BIN)/cmg-eval: setup.py
 	$(PY) -m venv $(VENV)
@@ -23,5 +25,20 @@ demo: install
 	$(BIN)/cmg-eval run ave --ckpt oracle=$(DEMO)/data/oracle.pt --ckpt random=$(DEMO)/random-dcid.pt \
 		--data-root $(DEMO)/data --out $(DEMO)/report --cache-dir $(DEMO)/cache
 
+# The CI regression gate: evaluate the oracle and a random DCID on tiny synthetic data
+# and compare against the committed baseline (exit 1 on a drop beyond the measured noise).
+gate-run: install
+	$(BIN)/cmg-eval data synth --out $(GATE)/data --size tiny --seed 0
+	$(BIN)/cmg-eval ckpt init dcid --out $(GATE)/random-dcid.pt --seed 0
+	$(BIN)/cmg-eval run all --ckpt oracle=$(GATE)/data/oracle.pt --ckpt random=$(GATE)/random-dcid.pt \
+		--data-root $(GATE)/data --out $(GATE)/run --cache-dir $(GATE)/cache
+
+gate: gate-run
+	$(BIN)/cmg-eval compare $(BASELINE) $(GATE)/run/results.json
+
+# Refresh the committed baseline (after an intended change of numbers).
+baseline: gate-run
+	cp $(GATE)/run/results.json $(BASELINE)
+
 clean:
-	rm -rf $(DEMO)
+	rm -rf $(DEMO) $(GATE)

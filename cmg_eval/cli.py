@@ -186,39 +186,81 @@ def embed(ckpt_path: str, modality: str, inputs: Path, out: Path, readout: str |
 @click.option("--seeds", type=int, default=None, help="Head seeds (default: 3 clean, 1 paper).")
 @click.option("--set", "assignments", multiple=True, help="KEY=VALUE or TASK.KEY=VALUE, repeatable.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache folder.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Item resamples for 95% intervals and paired tests (0: none).")
 def run_command(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
-                protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None) -> None:
+                protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
+                bootstrap: int) -> None:
     """Evaluate checkpoints on TASKS (comma-separated names or `all`)."""
     from cmg_eval.report import rich_table
     from cmg_eval.runner import RunConfig, run
 
     config = RunConfig(tasks=[t.strip() for t in tasks.split(",") if t.strip()], checkpoints=list(checkpoints),
                        data_root=data_root or default_data_root(cache_dir), out=out, encoder=encoder,
-                       protocol=protocol, seeds=seeds, assignments=list(assignments), cache_dir=cache_dir)
+                       protocol=protocol, seeds=seeds, assignments=list(assignments), cache_dir=cache_dir,
+                       bootstrap=bootstrap)
     document = run(config, progress_bar())
     console.print(rich_table(document))
     for skip in document["meta"]["skipped"]:
         console.print(f"skipped {skip['model']} {skip['task']} {skip['direction']}: {skip['reason']}")
-    console.print(f"report: {out / 'results.json'}, {out / 'table.md'}, {out / 'table.csv'}")
+    console.print(f"report: {out / 'results.json'} (tables: table.md, table.csv, table.tex; page: index.html)")
+
+
+def read_results(path: Path) -> dict:
+    """A results.json document, checked for its two required parts."""
+    import json
+
+    if not path.is_file():
+        raise CmgError(f"{path}: missing (expected a results.json of a finished run)")
+    try:
+        document = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CmgError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict) or not {"meta", "results"} <= set(document):
+        raise CmgError(f"{path}: not a cmg-eval results document (expected 'meta' and 'results')")
+    return document
 
 
 @main.command("report")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def report_command(run_dir: Path) -> None:
-    """Rewrite the tables of a finished run from its results.json and print them."""
-    import json
-
+    """Re-render every report file of a finished run from results.json and its saved predictions."""
     from cmg_eval.report import rich_table, write_tables
 
-    path = run_dir / "results.json"
-    if not path.is_file():
-        raise CmgError(f"{path}: missing (not a finished run folder)")
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise CmgError(f"{path}: not valid JSON ({error})") from None
+    document = read_results(run_dir / "results.json")
     write_tables(run_dir, document)
     console.print(rich_table(document))
+    console.print(f"wrote table.md, table.csv, table.tex and index.html in {run_dir}")
+
+
+@main.command("compare")
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("current", type=click.Path(path_type=Path))
+@click.option("--k", "k", type=float, default=3.0, show_default=True, help="Allowed drop in units of the row's std.")
+@click.option("--floor", type=float, default=1.0, show_default=True, help="Smallest allowed drop (metric units).")
+@click.option("--allow-missing", is_flag=True, help="Rows present on one side only do not fail the gate.")
+def compare_command(baseline: Path, current: Path, k: float, floor: float, allow_missing: bool) -> None:
+    """Regression gate: exit 1 when a primary metric drops by more than max(k x std, floor)."""
+    from cmg_eval.compare import gate
+
+    rows = gate(read_results(baseline), read_results(current), k, floor)
+    table = Table(title=f"compare (allowed drop = max({k:g} x std, {floor:g}))")
+    for column in ("model", "task", "direction", "metric", "baseline", "current", "difference", "allowed", "verdict"):
+        table.add_column(column, justify="right" if column in ("baseline", "current", "difference", "allowed") else "left")
+    show = lambda v: "missing" if v is None else f"{v:.2f}"  # noqa: E731
+    for row in rows:
+        failed = row.failed(allow_missing)
+        diff = None if row.drop is None else -row.drop
+        verdict = "[red]FAIL" if failed else ("[yellow]missing" if row.drop is None else "[green]ok")
+        shown_diff = "missing" if diff is None else f"{diff + 0.0:+.2f}"
+        table.add_row(*row.key, show(row.baseline), show(row.current), shown_diff, f"{row.allowed:.2f}", verdict)
+    console.print(table)
+    failing = [row for row in rows if row.failed(allow_missing)]
+    if failing:
+        names = ", ".join(" ".join(row.key[:3]) for row in failing[:5]) + (" ..." if len(failing) > 5 else "")
+        err_console.print(f"compare: {len(failing)} of {len(rows)} rows regressed or are missing: {names}")
+        sys.exit(1)
+    console.print(f"compare: all {len(rows)} rows within the allowed noise")
 
 
 if __name__ == "__main__":

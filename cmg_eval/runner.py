@@ -20,6 +20,7 @@ from rich.progress import Progress
 
 from cmg_eval import __version__, registry
 from cmg_eval.cache import EmbeddingCache, cache_key
+from cmg_eval.compare import bootstrap_interval, mcnemar_p, paired_bootstrap, paired_permutation_p
 from cmg_eval.data.manifest import manifest, manifest_hash
 from cmg_eval.encoders.base import LoadedModel
 from cmg_eval.encoders.loading import load_model
@@ -50,6 +51,7 @@ class RunConfig:
     assignments: list[str] = field(default_factory=list)
     cache_dir: Path | None = None
     encode_batch: int = 64
+    bootstrap: int = 1000      # item resamples for intervals and paired tests (0: none)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
 
@@ -129,6 +131,16 @@ def summarize(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
 
 
+def add_interval(rows: list[dict[str, Any]], task: Task, data: Any, runs: list[Scored], resamples: int) -> None:
+    """95% bootstrap interval over items for the primary metric row (seeds averaged)."""
+    for row in rows:
+        row["ci_low"] = row["ci_high"] = None
+        if row["primary"] and resamples:
+            score = seed_mean_metric(task, data, runs, row["metric"])
+            if score is not None:
+                row["ci_low"], row["ci_high"] = bootstrap_interval(score, runs[0].n_items, resamples, BOOTSTRAP_SEED)
+
+
 def result_rows(model: LoadedModel, task: Task, source: str, target: str, runs: list[Scored],
                 protocol: str) -> list[dict[str, Any]]:
     rows = []
@@ -141,6 +153,68 @@ def result_rows(model: LoadedModel, task: Task, source: str, target: str, runs: 
                      "lower_is_better": metric in task.lower_is_better, "readout": model.readout,
                      "protocol": protocol, "per_seed": per_seed})
     return rows
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+BOOTSTRAP_SEED = 0
+SIGNIFICANCE = 0.05
+
+
+def take(predictions: dict[str, np.ndarray], items: np.ndarray, swap_from: dict[str, np.ndarray] | None = None,
+         swap: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Predictions restricted to `items`; where `swap` is set, take the other model's predictions."""
+    if swap_from is None:
+        return {key: value[items] for key, value in predictions.items()}
+    mixed = {}
+    for key, value in predictions.items():
+        mask = swap.reshape(-1, *([1] * (value.ndim - 1)))
+        mixed[key] = np.where(mask, swap_from[key], value)
+    return mixed
+
+
+def seed_mean_metric(task: Task, data: Any, runs: list[Scored], metric: str):
+    """items -> the metric on those items, averaged over head seeds; None if the task cannot rescore."""
+    if not runs[0].predictions or task.rescore(data, runs[0].predictions) is None:
+        return None
+    return lambda items: float(np.mean([task.rescore(data, take(r.predictions, items))[metric] for r in runs]))
+
+
+def same_items(first: list[Scored], second: list[Scored]) -> bool:
+    items = [r.predictions.get("item") for r in (*first, *second)]
+    return all(i is not None and np.array_equal(i, items[0]) for i in items) and len(first) == len(second)
+
+
+def compare_models(task: Task, data: Any, by_model: dict[str, list[Scored]], values: dict[str, float],
+                   resamples: int) -> list[dict[str, Any]]:
+    """The best model of one column against each other model on the same items: paired tests."""
+    metric = task.primary_metric
+    lower = metric in task.lower_is_better
+    best = (min if lower else max)(values, key=values.get)
+    out = []
+    for other in values:
+        a, b = by_model[best], by_model[other]
+        score_a, score_b = seed_mean_metric(task, data, a, metric), seed_mean_metric(task, data, b, metric)
+        if other == best or score_a is None or score_b is None or not same_items(a, b):
+            continue
+        n = a[0].n_items
+
+        def swapped_difference(swap: np.ndarray) -> float:
+            every = np.arange(n)
+            left = [task.rescore(data, take(ra.predictions, every, rb.predictions, swap))[metric] for ra, rb in zip(a, b)]
+            right = [task.rescore(data, take(rb.predictions, every, ra.predictions, swap))[metric] for ra, rb in zip(a, b)]
+            return float(np.mean(left) - np.mean(right))
+
+        paired = paired_bootstrap(score_a, score_b, n, resamples, BOOTSTRAP_SEED)
+        entry = {"task": task.name, "direction": None, "metric": metric, "best": best, "other": other, **paired,
+                 "p_permutation": paired_permutation_p(swapped_difference, n, resamples, BOOTSTRAP_SEED)}
+        if {"y_true", "y_pred"} <= set(a[0].predictions) and a[0].predictions["y_pred"].ndim == 1:
+            correct = [np.mean([r.predictions["y_pred"] == r.predictions["y_true"] for r in runs], 0) >= 0.5
+                       for runs in (a, b)]
+            entry["p_mcnemar"] = mcnemar_p(*correct)
+        entry["significant"] = entry["p_permutation"] < SIGNIFICANCE
+        out.append(entry)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ meta
@@ -216,6 +290,7 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
     skipped: list[dict[str, str]] = []
     predictions: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
     embed_seconds = 0.0
+    collected: dict[tuple[str, str, str], dict[str, list[Scored]]] = {}
     plan = [(m, name, s) for m in models for name, task in tasks.items() for s in task.sources()]
     jobs_per_source = {name: len(seeds) if task.seeded else 1 for name, task in tasks.items()}
     with progress if not progress.disable else nullcontext():
@@ -248,7 +323,17 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
                 progress.advance(overall)
             embed_seconds += embedder.seconds
             for target, scored_runs in runs.items():
-                rows.extend(result_rows(model, task, source, target, scored_runs, config.protocol))
+                new_rows = result_rows(model, task, source, target, scored_runs, config.protocol)
+                add_interval(new_rows, task, datasets[name], scored_runs, config.bootstrap)
+                rows.extend(new_rows)
+                collected.setdefault((name, source, target), {})[model.label] = scored_runs
+        comparisons = []
+        if config.bootstrap:
+            for (name, source, target), by_model in collected.items():
+                values = {r["model"]: r["value"] for r in rows if r["primary"] and r["task"] == name
+                          and r["source"] == source and r["target"] == target}
+                for entry in compare_models(tasks[name], datasets[name], by_model, values, config.bootstrap):
+                    comparisons.append({**entry, "direction": direction_name(source, target)})
 
     meta = {
         "schema": SCHEMA,
@@ -267,13 +352,15 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
         "models": [model_meta(m) for m in models],
         "data": {"root": str(config.data_root), "manifest": files, "manifest_hash": manifest_hash(files)},
         "encode_mode": "eval",
+        "bootstrap": {"resamples": config.bootstrap, "seed": BOOTSTRAP_SEED, "level": 0.95,
+                      "significance": SIGNIFICANCE, "test": "paired permutation (swap per item)"},
         "skipped": skipped,
         "cache": {"dir": str(cache.root), "hits": cache.hits, "misses": cache.misses},
         "timings": {"total_s": round(time.perf_counter() - started, 3), "encode_s": round(embed_seconds, 3)},
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "torch_threads": torch.get_num_threads(),
     }
-    document = {"meta": meta, "results": rows}
+    document = {"meta": meta, "results": rows, "comparisons": comparisons}
     write_predictions(out, predictions)
     write_tables(out, document)
     write_json(out / "results.json", document)

@@ -83,6 +83,13 @@ class Task(ABC):
         """The data files this task reads (for the run's data manifest)."""
         return []
 
+    def rescore(self, data: Any, predictions: dict[str, np.ndarray]) -> dict[str, float] | None:
+        """Metrics from saved per-item predictions (arrays aligned on items), for bootstrap and paired tests.
+
+        None when the task cannot rescore a subset of items.
+        """
+        return None
+
     def about(self, data: Any) -> dict[str, Any]:
         """Facts about the loaded data the report should state (sizes, label coverage, chance levels)."""
         return {}

@@ -114,12 +114,13 @@ class Ave(Task):
     def _head(self, job: SourceRun, inputs: np.ndarray) -> nn.Module:
         return seeded_head(lambda: SemanticDecoder(inputs.shape[-1], N_CLASSES), job.seed)
 
+    def rescore(self, data: AveData, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+        return classification(predictions["y_true"], predictions["y_pred"], N_CLASSES)
+
     def _score(self, data: AveData, head: nn.Module, inputs: np.ndarray, split: str) -> Scored:
         items = data.orders[split]
-        y_true = data.labels[items]
-        y_pred = predict(head, inputs).argmax(axis=1)
-        return Scored(classification(y_true, y_pred, N_CLASSES), len(items),
-                      {"item": items, "y_true": y_true, "y_pred": y_pred})
+        predictions = {"item": items, "y_true": data.labels[items], "y_pred": predict(head, inputs).argmax(axis=1)}
+        return Scored(self.rescore(data, predictions), len(items), predictions)
 
     def _run_clean(self, job: SourceRun) -> dict[str, Scored]:
         """Train on source train, keep the epoch with the best source val accuracy, score target test."""

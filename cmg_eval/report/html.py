@@ -1,0 +1,167 @@
+"""A self-contained `index.html`: the table and matplotlib plots embedded as PNG data URIs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cmg_eval.metrics import confusion_matrix  # noqa: E402
+from cmg_eval.report.table import primary_cells  # noqa: E402
+from cmg_eval.report.text import LEGEND, primary_grid  # noqa: E402
+
+MODALITY_ORDER = ("video", "audio", "text")
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+         "td:first-child,th:first-child{text-align:left}img{max-width:100%}.note{color:#555;font-size:90%}")
+
+
+def png(figure) -> str:
+    """A figure as an <img> with an embedded PNG."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(figure)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
+
+
+def task_rows(document: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    return [r for r in document["results"] if r.get("primary") and r["task"] == task]
+
+
+def bar_chart(document: dict[str, Any], task: str) -> str:
+    """Primary metric per direction, one bar per model, std as error bars."""
+    rows = task_rows(document, task)
+    directions = list(dict.fromkeys(r["direction"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    figure, axis = plt.subplots(figsize=(1.2 + 1.1 * len(directions) * max(1, len(models)) / 2, 3))
+    width = 0.8 / len(models)
+    for i, model in enumerate(models):
+        mine = {r["direction"]: r for r in rows if r["model"] == model}
+        values = [mine[d]["value"] if d in mine else np.nan for d in directions]
+        errors = [mine[d]["std"] if d in mine else 0 for d in directions]
+        axis.bar(np.arange(len(directions)) + i * width, values, width, yerr=errors, capsize=3, label=model)
+    axis.set_xticks(np.arange(len(directions)) + 0.4 - width / 2, directions)
+    axis.set_ylabel(rows[0]["metric"])
+    axis.set_title(task)
+    axis.legend(fontsize=8)
+    return png(figure)
+
+
+def transfer_matrices(document: dict[str, Any], task: str) -> str:
+    """source x target matrix of the primary metric per model (diagonal = same-modality head)."""
+    rows = task_rows(document, task)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    modalities = [m for m in MODALITY_ORDER if any(m in (r["source"], r["target"]) for r in rows)]
+    figure, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models), 2.6), squeeze=False)
+    for axis, model in zip(axes[0], models):
+        grid = np.full((len(modalities), len(modalities)), np.nan)
+        for r in rows:
+            if r["model"] == model:
+                grid[modalities.index(r["source"]), modalities.index(r["target"])] = r["value"]
+        axis.imshow(grid, cmap="viridis", vmin=0, vmax=100)
+        for (i, j), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                axis.text(j, i, f"{value:.1f}", ha="center", va="center", color="w" if value < 60 else "k")
+        axis.set_xticks(range(len(modalities)), modalities)
+        axis.set_yticks(range(len(modalities)), modalities)
+        axis.set_xlabel("target")
+        axis.set_ylabel("source")
+        axis.set_title(model, fontsize=9)
+    figure.suptitle(f"{task}: transfer matrix")
+    return png(figure)
+
+
+def drop_chart(document: dict[str, Any]) -> str:
+    """Per model and task: mean same-modality score minus mean cross-modal score."""
+    cells = primary_cells(document)
+    tasks = list(document["meta"]["tasks"])
+    figure, axis = plt.subplots(figsize=(1.5 + 1.2 * len(tasks), 3))
+    width = 0.8 / max(1, len(cells))
+    for i, (model, row) in enumerate(cells.items()):
+        drops = []
+        for task in tasks:
+            same = [c.value for (t, d), c in row.items() if t == task and d[0] == d[-1]]
+            cross = [c.value for (t, d), c in row.items() if t == task and d[0] != d[-1]]
+            drops.append(np.mean(same) - np.mean(cross) if same and cross else np.nan)
+        axis.bar(np.arange(len(tasks)) + i * width, drops, width, label=model)
+    axis.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks)
+    axis.set_ylabel("same-modality − cross-modal")
+    axis.axhline(0, color="k", linewidth=0.5)
+    axis.legend(fontsize=8)
+    return png(figure)
+
+
+def confusion_plot(document: dict[str, Any], run_dir: Path) -> str | None:
+    """Confusion matrix of the first model on its first cross-modal classification direction (first seed)."""
+    for r in document["results"]:
+        if not r.get("primary") or r["source"] == r["target"]:
+            continue
+        direction = r["direction"].replace("->", "_to_")
+        path = run_dir / "predictions" / r["model"] / r["task"] / f"{direction}_seed{document['meta']['seeds'][0]}.npz"
+        if not path.is_file():
+            continue
+        with np.load(path, allow_pickle=False) as saved:
+            if not {"y_true", "y_pred"} <= set(saved.files) or saved["y_pred"].ndim != 1:
+                continue
+            y_true, y_pred = saved["y_true"], saved["y_pred"]
+        n_classes = int(max(y_true.max(), y_pred.max())) + 1
+        counts = confusion_matrix(y_true, y_pred, n_classes)
+        figure, axis = plt.subplots(figsize=(4.5, 4))
+        image = axis.imshow(counts, cmap="Blues")
+        figure.colorbar(image, ax=axis)
+        axis.set_xlabel("predicted class")
+        axis.set_ylabel("true class")
+        axis.set_title(f"{r['model']} {r['task']} {r['direction']}", fontsize=9)
+        return png(figure)
+    return None
+
+
+def codebook_plot(document: dict[str, Any]) -> str | None:
+    """Code usage per modality where the run recorded codebook diagnostics."""
+    diagnostics = document["meta"].get("codebook") or {}
+    usable = {m: d for m, d in diagnostics.items() if isinstance(d, dict) and d.get("usage")}
+    if not usable:
+        return None
+    figure, axes = plt.subplots(len(usable), 1, figsize=(6, 1.8 * len(usable)), squeeze=False)
+    for axis, (model, about) in zip(axes[:, 0], usable.items()):
+        for modality, counts in about["usage"].items():
+            axis.plot(np.sort(np.asarray(counts))[::-1], label=modality)
+        axis.set_title(f"{model}: code usage (sorted)", fontsize=9)
+        axis.legend(fontsize=7)
+    return png(figure)
+
+
+def html_table(header: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def html_report(document: dict[str, Any], run_dir: Path) -> str:
+    header, body = primary_grid(document, bold=lambda s: f"<b>{s}</b>")
+    meta = document["meta"]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cmg-eval results</title>"
+             f"<style>{STYLE}</style></head><body>",
+             "<h1>cmg-eval results</h1>",
+             f"<p class='note'>protocol {html.escape(meta['protocol'])}, head seeds {meta['seeds']}, "
+             f"cmg-eval {html.escape(meta['versions']['cmg_eval'])}, data manifest "
+             f"{html.escape(meta['data']['manifest_hash'][:12])}</p>",
+             html_table(header, [[html.escape(row[0]), *row[1:]] for row in body]),
+             f"<p class='note'>{html.escape(LEGEND)}</p>", "<h2>Per task</h2>"]
+    for task in meta["tasks"]:
+        if task_rows(document, task):
+            parts += [f"<h3>{html.escape(task)}</h3>", bar_chart(document, task), transfer_matrices(document, task)]
+    parts += ["<h2>Same-modality to cross-modal drop</h2>", drop_chart(document)]
+    for title, plot in (("Confusion matrix", confusion_plot(document, run_dir)), ("Codebook", codebook_plot(document))):
+        if plot:
+            parts += [f"<h2>{title}</h2>", plot]
+    parts.append("</body></html>")
+    return "\n".join(parts)
