@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -21,7 +23,11 @@ def cache_key(*parts: str) -> str:
 
 
 class EmbeddingCache:
-    """`<root>/embeddings/<key>.npy` with a JSON sidecar saying what it holds."""
+    """`<root>/embeddings/<key>.npy` with a JSON sidecar saying what it holds.
+
+    Entries appear by atomic rename, so readers never see half-written arrays; a per-key lock
+    keeps two processes from encoding the same thing twice.
+    """
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root else default_cache_dir()
@@ -31,20 +37,34 @@ class EmbeddingCache:
     def _path(self, key: str) -> Path:
         return self.root / "embeddings" / key[:2] / f"{key}.npy"
 
-    def load(self, key: str) -> np.ndarray | None:
+    def load(self, key: str, count_miss: bool = True) -> np.ndarray | None:
         path = self._path(key)
-        if not path.is_file():
-            self.misses += 1
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (FileNotFoundError, ValueError, OSError):
+            # absent, or unreadable (a foreign or damaged file): encode again and replace it
+            self.misses += count_miss
             return None
         self.hits += 1
-        return np.load(path)
+        return array
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        path = self._path(key).with_suffix(".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def store(self, key: str, array: np.ndarray, about: dict[str, Any]) -> None:
         path = self._path(key)
-        write_json(path.with_suffix(".json"), {**about, "shape": list(array.shape), "dtype": str(array.dtype)})
 
         def write(partial: Path) -> None:
             with open(partial, "wb") as handle:
                 np.save(handle, array)
 
         atomic_write(path, write)
+        write_json(path.with_suffix(".json"), {**about, "shape": list(array.shape), "dtype": str(array.dtype)})

@@ -188,22 +188,107 @@ def embed(ckpt_path: str, modality: str, inputs: Path, out: Path, readout: str |
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache folder.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Item resamples for 95% intervals and paired tests (0: none).")
+@click.option("--shard", "shard_spec", default=None,
+              help="I/N: run every N-th job from the I-th (default: SLURM array or RANK/WORLD_SIZE, else 0/1).")
 def run_command(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
                 protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
-                bootstrap: int) -> None:
+                bootstrap: int, shard_spec: str | None) -> None:
     """Evaluate checkpoints on TASKS (comma-separated names or `all`)."""
-    from cmg_eval.report import rich_table
-    from cmg_eval.runner import RunConfig, run
+    from cmg_eval.runner import run
 
-    config = RunConfig(tasks=[t.strip() for t in tasks.split(",") if t.strip()], checkpoints=list(checkpoints),
-                       data_root=data_root or default_data_root(cache_dir), out=out, encoder=encoder,
-                       protocol=protocol, seeds=seeds, assignments=list(assignments), cache_dir=cache_dir,
-                       bootstrap=bootstrap)
-    document = run(config, progress_bar())
+    config = run_config(tasks, checkpoints, encoder, data_root, out, protocol, seeds, assignments, cache_dir,
+                        bootstrap)
+    index, count = parse_shard(shard_spec)
+    document = run(config, progress_bar(), index, count)
+    if document is None:
+        console.print(f"shard {index}/{count} done; when every shard is done: cmg-eval merge {out}")
+        return
+    show_run(document, out)
+
+
+def run_config(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
+               protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
+               bootstrap: int = 1000):
+    from cmg_eval.runner import RunConfig
+
+    return RunConfig(tasks=[t.strip() for t in tasks.split(",") if t.strip()], checkpoints=list(checkpoints),
+                     data_root=data_root or default_data_root(cache_dir), out=out, encoder=encoder,
+                     protocol=protocol, seeds=seeds, assignments=list(assignments), cache_dir=cache_dir,
+                     bootstrap=bootstrap)
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """`I/N`, else a SLURM job array, else torchrun's RANK/WORLD_SIZE, else the whole run."""
+    import os
+
+    if spec is None:
+        env = os.environ
+        if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+            first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+            return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+        if "RANK" in env and "WORLD_SIZE" in env:
+            return int(env["RANK"]), int(env["WORLD_SIZE"])
+        return 0, 1
+    index, sep, count = spec.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit():
+        raise CmgError(f"--shard {spec}: expected I/N, e.g. 0/4")
+    return int(index), int(count)
+
+
+def show_run(document: dict, out: Path) -> None:
+    from cmg_eval.report import rich_table
+
     console.print(rich_table(document))
     for skip in document["meta"]["skipped"]:
         console.print(f"skipped {skip['model']} {skip['task']} {skip['direction']}: {skip['reason']}")
     console.print(f"report: {out / 'results.json'} (tables: table.md, table.csv, table.tex; page: index.html)")
+
+
+@main.command("merge")
+@click.argument("out", type=click.Path(path_type=Path))
+def merge_command(out: Path) -> None:
+    """Join the finished shards of a run in OUT into one report."""
+    from cmg_eval.runner import merge
+
+    show_run(merge(out), out)
+
+
+@main.command("plan")
+@click.argument("tasks")
+@click.option("--ckpt", "checkpoints", multiple=True, required=True)
+@click.option("--encoder", default=None)
+@click.option("--data-root", type=click.Path(path_type=Path), default=None)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("cmg-eval-runs/latest"), show_default=True)
+@click.option("--protocol", type=click.Choice(["clean", "paper"]), default="clean", show_default=True)
+@click.option("--seeds", type=int, default=None)
+@click.option("--set", "assignments", multiple=True)
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True, help="Show the split into N shards.")
+def plan_command(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
+                 protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
+                 shards: int) -> None:
+    """List the jobs a run would execute, which are already done in OUT, and a time estimate."""
+    from cmg_eval.jobs import JobStore
+    from cmg_eval.runner import make_plan
+
+    plan, _ = make_plan(run_config(tasks, checkpoints, encoder, data_root, out, protocol, seeds, assignments,
+                                   cache_dir))
+    store = JobStore(out)
+    found = {job.id: store.load(job, plan.fingerprints[job.id]) for job in plan.jobs}
+    timed: dict[str, list[float]] = {}
+    for job in plan.jobs:
+        if found[job.id] is not None:
+            timed.setdefault(job.task, []).append(found[job.id][1])
+    table = Table(title=f"{len(plan.jobs)} jobs in {shards} shard(s)")
+    for column in ("job", "targets", "shard", "status", "estimate s"):
+        table.add_column(column)
+    for i, job in enumerate(plan.jobs):
+        known = timed.get(job.task)
+        estimate = "-" if found[job.id] else (f"{sum(known) / len(known):.1f}" if known else "?")
+        table.add_row(job.id, ",".join(job.targets), str(i % shards), "done" if found[job.id] else "pending", estimate)
+    console.print(table)
+    for skip in plan.skipped:
+        console.print(f"skipped {skip['model']} {skip['task']} {skip['direction']}: {skip['reason']}")
 
 
 def read_results(path: Path) -> dict:

@@ -1,16 +1,18 @@
-"""Plan and run evaluations: models x tasks x source modalities x head seeds -> results document."""
+"""Plan and run evaluations: models x tasks x source modalities x head seeds -> results document.
+
+`run` executes the planned jobs (all of them, or one shard), keeps each finished job on disk,
+and assembles the report from the finished jobs; `merge` assembles it from shards' jobs.
+"""
 
 from __future__ import annotations
 
-import platform
-import resource
-import subprocess
+import dataclasses
+import json
 import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +21,23 @@ import torch
 from rich.progress import Progress
 
 from cmg_eval import __version__, registry
-from cmg_eval.cache import EmbeddingCache, cache_key
-from cmg_eval.compare import bootstrap_interval, mcnemar_p, paired_bootstrap, paired_permutation_p
+from cmg_eval.cache import EmbeddingCache
+from cmg_eval.compare import BOOTSTRAP_SEED, SIGNIFICANCE, add_interval, compare_models
 from cmg_eval.data.manifest import manifest, manifest_hash
+from cmg_eval.embedder import Embedder
 from cmg_eval.encoders.base import LoadedModel
 from cmg_eval.encoders.loading import load_model
 from cmg_eval.errors import CmgError
 from cmg_eval.io import atomic_write, write_json
+from cmg_eval.jobs import Job, JobStore, fingerprint
+from cmg_eval.provenance import git_commit, peak_rss_mib, versions
 from cmg_eval.report import write_tables
 from cmg_eval.settings import resolve
-from cmg_eval.task import PROTOCOLS, FeatureSource, Scored, SourceRun, Task, direction_name
+from cmg_eval.task import PROTOCOLS, Scored, SourceRun, Task, direction_name
 
 SCHEMA = "cmg-eval/results/1"
 FIRST_SEED = 43  # the reference seeds every downstream script with 43
 DEFAULT_SEEDS = {"clean": 3, "paper": 1}
-ENCODER_CACHE_VERSION = "1"
-VERSIONED_PACKAGES = ("torch", "numpy", "scikit-learn", "torchmetrics", "pandas", "h5py", "click", "rich")
 
 
 @dataclass
@@ -54,55 +57,29 @@ class RunConfig:
     bootstrap: int = 1000      # item resamples for intervals and paired tests (0: none)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
+    def to_json(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
 
-class Embedder:
-    """Encodes a FeatureSource once per model (through the on-disk cache), checking inputs and outputs."""
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunConfig":
+        paths = {"data_root", "out", "cache_dir"}
+        return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in data.items()})
 
-    def __init__(self, model: LoadedModel, cache: EmbeddingCache, batch_size: int, progress: Progress):
-        self.model = model
-        self.cache = cache
-        self.batch_size = batch_size
-        self.progress = progress
-        self.seconds = 0.0
 
-    def __call__(self, source: FeatureSource) -> np.ndarray:
-        key = cache_key(ENCODER_CACHE_VERSION, self.model.identity, source.key, "pooled" if source.pool else "steps")
-        cached = self.cache.load(key)
-        if cached is not None:
-            return cached
-        started = time.perf_counter()
-        array = self._encode(source)
-        self.seconds += time.perf_counter() - started
-        self.cache.store(key, array, {"model": self.model.identity, "data": source.key, "where": source.where})
-        return array
+@dataclass
+class Plan:
+    """Everything decided before any job runs."""
 
-    def _encode(self, source: FeatureSource) -> np.ndarray:
-        encoder, readout = self.model.encoder, self.model.readout
-        dim = encoder.output_dim(readout)
-        parts, done = [], 0
-        bar = self.progress.add_task(f"encode {self.model.label} {source.modality} ({Path(source.where).name})",
-                                     total=source.n_items)
-        for batch in source.batches(self.batch_size):
-            if not np.isfinite(batch).all():
-                bad = done + int(np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(1))[0])
-                raise CmgError(f"{source.where}: non-finite {source.modality} features in item {bad} of the "
-                               f"{source.part}, expected finite numbers")
-            with torch.inference_mode():
-                out = encoder.encode(source.modality, torch.from_numpy(np.ascontiguousarray(batch)), readout)
-            if out.dim() != 3 or out.shape[0] != len(batch) or out.shape[2] != dim:
-                raise CmgError(f"encoder {self.model.label!r}: {source.modality} output shape {tuple(out.shape)}, "
-                               f"expected ({len(batch)}, T, {dim})")
-            if not torch.isfinite(out).all():
-                raise CmgError(f"encoder {self.model.label!r}: non-finite {source.modality} embeddings for "
-                               f"{source.where}")
-            out = out.mean(dim=1) if source.pool else out
-            parts.append(out.detach().float().numpy())
-            done += len(batch)
-            self.progress.advance(bar, len(batch))
-        self.progress.remove_task(bar)
-        if done != source.n_items:
-            raise CmgError(f"{source.where}: read {done} {source.modality} items, expected {source.n_items}")
-        return np.concatenate(parts) if parts else np.empty((0, dim) if source.pool else (0, 0, dim), np.float32)
+    config: RunConfig
+    tasks: dict[str, Task]
+    datasets: dict[str, Any]
+    settings: dict[str, dict[str, Any]]
+    seeds: list[int]
+    models: list[dict[str, Any]]
+    jobs: list[Job]
+    fingerprints: dict[str, str]
+    skipped: list[dict[str, str]]
+    files: dict[str, str]
 
 
 # ------------------------------------------------------------------------------------------ planning
@@ -125,151 +102,43 @@ def load_models(specs: list[str], encoder: str | None) -> list[LoadedModel]:
     return models
 
 
-def summarize(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single seed)."""
-    array = np.asarray(values, dtype=np.float64)
-    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
-
-
-def add_interval(rows: list[dict[str, Any]], task: Task, data: Any, runs: list[Scored], resamples: int) -> None:
-    """95% bootstrap interval over items for the primary metric row (seeds averaged)."""
-    for row in rows:
-        row["ci_low"] = row["ci_high"] = None
-        if row["primary"] and resamples:
-            score = seed_mean_metric(task, data, runs, row["metric"])
-            if score is not None:
-                row["ci_low"], row["ci_high"] = bootstrap_interval(score, runs[0].n_items, resamples, BOOTSTRAP_SEED)
-
-
-def result_rows(model: LoadedModel, task: Task, source: str, target: str, runs: list[Scored],
-                protocol: str) -> list[dict[str, Any]]:
-    rows = []
-    for metric in task.metrics:
-        per_seed = [run.metrics[metric] for run in runs]
-        value, std = summarize(per_seed)
-        rows.append({"model": model.label, "task": task.name, "source": source, "target": target,
-                     "direction": direction_name(source, target), "metric": metric, "value": value, "std": std,
-                     "n_seeds": len(runs), "n_items": runs[0].n_items, "primary": metric == task.primary_metric,
-                     "lower_is_better": metric in task.lower_is_better, "readout": model.readout,
-                     "protocol": protocol, "per_seed": per_seed})
-    return rows
-
-
-# ------------------------------------------------------------------------------------------ statistics
-
-BOOTSTRAP_SEED = 0
-SIGNIFICANCE = 0.05
-
-
-def take(predictions: dict[str, np.ndarray], items: np.ndarray, swap_from: dict[str, np.ndarray] | None = None,
-         swap: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Predictions restricted to `items`; where `swap` is set, take the other model's predictions."""
-    if swap_from is None:
-        return {key: value[items] for key, value in predictions.items()}
-    mixed = {}
-    for key, value in predictions.items():
-        mask = swap.reshape(-1, *([1] * (value.ndim - 1)))
-        mixed[key] = np.where(mask, swap_from[key], value)
-    return mixed
-
-
-def seed_mean_metric(task: Task, data: Any, runs: list[Scored], metric: str):
-    """items -> the metric on those items, averaged over head seeds; None if the task cannot rescore."""
-    if not runs[0].predictions or task.rescore(data, runs[0].predictions) is None:
-        return None
-    return lambda items: float(np.mean([task.rescore(data, take(r.predictions, items))[metric] for r in runs]))
-
-
-def same_items(first: list[Scored], second: list[Scored]) -> bool:
-    items = [r.predictions.get("item") for r in (*first, *second)]
-    return all(i is not None and np.array_equal(i, items[0]) for i in items) and len(first) == len(second)
-
-
-def compare_models(task: Task, data: Any, by_model: dict[str, list[Scored]], values: dict[str, float],
-                   resamples: int) -> list[dict[str, Any]]:
-    """The best model of one column against each other model on the same items: paired tests."""
-    metric = task.primary_metric
-    lower = metric in task.lower_is_better
-    best = (min if lower else max)(values, key=values.get)
-    out = []
-    for other in values:
-        a, b = by_model[best], by_model[other]
-        score_a, score_b = seed_mean_metric(task, data, a, metric), seed_mean_metric(task, data, b, metric)
-        if other == best or score_a is None or score_b is None or not same_items(a, b):
-            continue
-        n = a[0].n_items
-
-        def swapped_difference(swap: np.ndarray) -> float:
-            every = np.arange(n)
-            left = [task.rescore(data, take(ra.predictions, every, rb.predictions, swap))[metric] for ra, rb in zip(a, b)]
-            right = [task.rescore(data, take(rb.predictions, every, ra.predictions, swap))[metric] for ra, rb in zip(a, b)]
-            return float(np.mean(left) - np.mean(right))
-
-        paired = paired_bootstrap(score_a, score_b, n, resamples, BOOTSTRAP_SEED)
-        entry = {"task": task.name, "direction": None, "metric": metric, "best": best, "other": other, **paired,
-                 "p_permutation": paired_permutation_p(swapped_difference, n, resamples, BOOTSTRAP_SEED)}
-        if {"y_true", "y_pred"} <= set(a[0].predictions) and a[0].predictions["y_pred"].ndim == 1:
-            correct = [np.mean([r.predictions["y_pred"] == r.predictions["y_true"] for r in runs], 0) >= 0.5
-                       for runs in (a, b)]
-            entry["p_mcnemar"] = mcnemar_p(*correct)
-        entry["significant"] = entry["p_permutation"] < SIGNIFICANCE
-        out.append(entry)
-    return out
-
-
-# ------------------------------------------------------------------------------------------ meta
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version(), "cmg_eval": __version__}
-    for package in VERSIONED_PACKAGES:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
-
-
-def git_commit() -> str | None:
-    """The commit of the cmg-eval source tree, '+dirty' when it has local changes."""
-    source = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def model_meta(model: LoadedModel) -> dict[str, Any]:
     return {"label": model.label, "path": model.path, "sha256": model.sha256, "encoder": model.method,
-            "readout": model.readout, "checkpoint_epoch": model.checkpoint_epoch,
+            "readout": model.readout, "identity": model.identity, "checkpoint_epoch": model.checkpoint_epoch,
             "modalities": list(model.encoder.modalities), "output_dim": model.encoder.output_dim(model.readout)}
 
 
-# ------------------------------------------------------------------------------------------ running
+def plan_jobs(models: list[dict[str, Any]], tasks: dict[str, Task], seeds: list[int]) -> tuple[list[Job], list[dict]]:
+    """Jobs in a fixed order (model, task, source, seed) and the directions an encoder cannot run."""
+    jobs, skipped = [], []
+    for model in models:
+        for name, task in tasks.items():
+            for source in task.sources():
+                targets = task.targets(source)
+                missing = sorted({m for m in (source, *targets) if m not in model["modalities"]})
+                for target in targets:
+                    if source in missing or target in missing:
+                        skipped.append({"model": model["label"], "task": name,
+                                        "direction": direction_name(source, target),
+                                        "reason": f"encoder {model['encoder']!r} does not support {', '.join(missing)}"})
+                runnable = tuple(t for t in targets if t not in missing)
+                if source in missing or not runnable:
+                    continue
+                jobs += [Job(model["label"], name, source, runnable, seed) for seed in (seeds if task.seeded else seeds[:1])]
+    return jobs, skipped
 
 
-def write_predictions(out: Path, predictions: dict[tuple[str, ...], dict[str, np.ndarray]]) -> None:
-    for (label, task, direction, seed), arrays in predictions.items():
-        path = out / "predictions" / label / task / f"{direction.replace('->', '_to_')}_seed{seed}.npz"
-
-        def write(partial: Path, arrays=arrays) -> None:
-            with open(partial, "wb") as handle:
-                np.savez(handle, **arrays)
-
-        atomic_write(path, write)
+def job_fingerprints(plan_parts: dict[str, Any], jobs: list[Job]) -> dict[str, str]:
+    models = {m["label"]: m["identity"] for m in plan_parts["models"]}
+    return {job.id: fingerprint({"model": models[job.model], "task": job.task,
+                                 "task_version": plan_parts["tasks"][job.task].version,
+                                 "settings": plan_parts["settings"][job.task], "protocol": plan_parts["protocol"],
+                                 "data": plan_parts["data_hash"], "source": job.source, "targets": job.targets,
+                                 "seed": job.seed, "cmg_eval": __version__}) for job in jobs}
 
 
-def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
-    """Evaluate every checkpoint on every task; write the report, `results.json` last."""
-    started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> tuple[Plan, list[LoadedModel]]:
+    """Validate the request, load models and data, and list the jobs."""
     if config.protocol not in PROTOCOLS:
         raise CmgError(f"unknown protocol {config.protocol!r} (known: {', '.join(PROTOCOLS)})")
     tasks = resolve_tasks(config.tasks)
@@ -278,90 +147,196 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
     if n_seeds < 1:
         raise CmgError(f"--seeds {n_seeds}: expected at least 1")
     seeds = [FIRST_SEED + i for i in range(n_seeds)]
-    out = Path(config.out)
-    (out / "results.json").unlink(missing_ok=True)  # a stale report must not pass for this run's
-    models = load_models(config.checkpoints, config.encoder)
+    loaded = [] if models is not None else load_models(config.checkpoints, config.encoder)
+    models = models if models is not None else [model_meta(m) for m in loaded]
     datasets = {name: task.load(config.data_root) for name, task in tasks.items()}
     files = manifest([f for name, task in tasks.items() for f in task.files(datasets[name])], config.data_root)
-    cache = EmbeddingCache(config.cache_dir)
-    progress = progress or Progress(disable=True)
+    jobs, skipped = plan_jobs(models, tasks, seeds)
+    fingerprints = job_fingerprints({"models": models, "tasks": tasks, "settings": settings,
+                                     "protocol": config.protocol, "data_hash": manifest_hash(files)}, jobs)
+    return Plan(config, tasks, datasets, settings, seeds, models, jobs, fingerprints, skipped, files), loaded
 
-    rows: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
-    predictions: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
-    embed_seconds = 0.0
-    collected: dict[tuple[str, str, str], dict[str, list[Scored]]] = {}
-    plan = [(m, name, s) for m in models for name, task in tasks.items() for s in task.sources()]
-    jobs_per_source = {name: len(seeds) if task.seeded else 1 for name, task in tasks.items()}
-    with progress if not progress.disable else nullcontext():
-        overall = progress.add_task("evaluate", total=sum(jobs_per_source[name] for _, name, _ in plan))
-        for model, name, source in plan:
-            task = tasks[name]
-            targets = task.targets(source)
-            missing = [m for m in (source, *targets) if m not in model.encoder.modalities]
-            for target in targets:
-                if source in missing or target in missing:
-                    skipped.append({"model": model.label, "task": name, "direction": direction_name(source, target),
-                                    "reason": f"encoder {model.method!r} does not support "
-                                              f"{', '.join(sorted(set(missing)))}"})
-            targets = tuple(t for t in targets if t not in missing)
-            if source in missing or not targets:
-                progress.advance(overall, jobs_per_source[name])
-                continue
-            embedder = Embedder(model, cache, config.encode_batch, progress)
-            runs: dict[str, list[Scored]] = {t: [] for t in targets}
-            for seed in seeds if task.seeded else seeds[:1]:
-                job = SourceRun(data=datasets[name], source=source, targets=targets, seed=seed,
-                                protocol=config.protocol, settings=settings[name], embed=embedder,
-                                checkpoint_epoch=model.checkpoint_epoch)
-                bar = progress.add_task(f"{model.label} {name} {source} seed {seed}", total=task.epochs(job))
-                job.on_epoch = lambda bar=bar: progress.advance(bar)
-                for target, scored in task.run_source(job).items():
-                    runs[target].append(scored)
-                    predictions[(model.label, name, direction_name(source, target), str(seed))] = scored.predictions
-                progress.remove_task(bar)
-                progress.advance(overall)
-            embed_seconds += embedder.seconds
-            for target, scored_runs in runs.items():
-                new_rows = result_rows(model, task, source, target, scored_runs, config.protocol)
-                add_interval(new_rows, task, datasets[name], scored_runs, config.bootstrap)
-                rows.extend(new_rows)
-                collected.setdefault((name, source, target), {})[model.label] = scored_runs
-        comparisons = []
-        if config.bootstrap:
-            for (name, source, target), by_model in collected.items():
-                values = {r["model"]: r["value"] for r in rows if r["primary"] and r["task"] == name
-                          and r["source"] == source and r["target"] == target}
-                for entry in compare_models(tasks[name], datasets[name], by_model, values, config.bootstrap):
-                    comparisons.append({**entry, "direction": direction_name(source, target)})
 
+def shard(jobs: list[Job], index: int, count: int) -> list[Job]:
+    """Every count-th job starting at index: shards of similar size and mix."""
+    if count < 1 or not 0 <= index < count:
+        raise CmgError(f"--shard {index}/{count}: expected 0 <= I < N")
+    return jobs[index::count]
+
+
+# ------------------------------------------------------------------------------------------ running
+
+
+def execute(plan: Plan, loaded: list[LoadedModel], jobs: list[Job], store: JobStore, cache: EmbeddingCache,
+            progress: Progress) -> dict[str, float]:
+    """Run the jobs not already finished under the same fingerprint; each result is kept on disk."""
+    models = {m.label: m for m in loaded}
+    embedders: dict[str, Embedder] = {}
+    done = sum(store.load(job, plan.fingerprints[job.id]) is not None for job in jobs)
+    overall = progress.add_task("evaluate", total=len(jobs), completed=done)
+    for job in jobs:
+        if store.load(job, plan.fingerprints[job.id]) is not None:
+            continue
+        started = time.perf_counter()
+        model, task = models[job.model], plan.tasks[job.task]
+        embedder = embedders.setdefault(job.model, Embedder(model, cache, plan.config.encode_batch, progress))
+        source_run = SourceRun(data=plan.datasets[job.task], source=job.source, targets=job.targets, seed=job.seed,
+                               protocol=plan.config.protocol, settings=plan.settings[job.task], embed=embedder,
+                               checkpoint_epoch=model.checkpoint_epoch)
+        bar = progress.add_task(f"{job.model} {job.task} {job.source} seed {job.seed}", total=task.epochs(source_run))
+        source_run.on_epoch = lambda bar=bar: progress.advance(bar)
+        scored = task.run_source(source_run)
+        store.save(job, plan.fingerprints[job.id], scored, time.perf_counter() - started)
+        progress.remove_task(bar)
+        progress.advance(overall)
+    return {"encode_s": round(sum(e.seconds for e in embedders.values()), 3), "resumed_jobs": done}
+
+
+def collect(plan: Plan, store: JobStore) -> tuple[dict[tuple[str, str, str, str], list[Scored]], float]:
+    """(model, task, source, target) -> per-seed scores of every planned job; all must be finished."""
+    collected: dict[tuple[str, str, str, str], list[Scored]] = {}
+    missing, seconds = [], 0.0
+    for job in plan.jobs:
+        found = store.load(job, plan.fingerprints[job.id])
+        if found is None:
+            missing.append(job.id)
+            continue
+        scored, job_seconds = found
+        seconds += job_seconds
+        for target in job.targets:
+            collected.setdefault((job.model, job.task, job.source, target), []).append(scored[target])
+    if missing:
+        raise CmgError(f"{store.root}: {len(missing)} of {len(plan.jobs)} jobs not finished (e.g. {missing[0]}); "
+                       f"run the missing shards first")
+    return collected, seconds
+
+
+def result_rows(plan: Plan, key: tuple[str, str, str, str], runs: list[Scored]) -> list[dict[str, Any]]:
+    model, name, source, target = key
+    task = plan.tasks[name]
+    readout = next(m["readout"] for m in plan.models if m["label"] == model)
+    rows = []
+    for metric in task.metrics:
+        per_seed = [float(run.metrics[metric]) for run in runs]
+        values = np.asarray(per_seed)
+        rows.append({"model": model, "task": name, "source": source, "target": target,
+                     "direction": direction_name(source, target), "metric": metric, "value": float(values.mean()),
+                     "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "n_seeds": len(runs),
+                     "n_items": runs[0].n_items, "primary": metric == task.primary_metric,
+                     "lower_is_better": metric in task.lower_is_better, "readout": readout,
+                     "protocol": plan.config.protocol, "per_seed": per_seed})
+    add_interval(rows, task, plan.datasets[name], runs, plan.config.bootstrap)
+    return rows
+
+
+def comparisons(plan: Plan, collected: dict[tuple[str, str, str, str], list[Scored]],
+                rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Paired tests of each column's best model against the others."""
+    if not plan.config.bootstrap:
+        return []
+    columns: dict[tuple[str, str, str], dict[str, list[Scored]]] = {}
+    for (model, name, source, target), runs in collected.items():
+        columns.setdefault((name, source, target), {})[model] = runs
+    out = []
+    for (name, source, target), by_model in columns.items():
+        values = {r["model"]: r["value"] for r in rows if r["primary"] and r["task"] == name
+                  and r["source"] == source and r["target"] == target}
+        for entry in compare_models(plan.tasks[name], plan.datasets[name], by_model, values, plan.config.bootstrap):
+            out.append({**entry, "direction": direction_name(source, target)})
+    return out
+
+
+def write_predictions(out: Path, collected: dict[tuple[str, str, str, str], list[Scored]], plan: Plan) -> None:
+    seeds_of = {name: plan.seeds if task.seeded else plan.seeds[:1] for name, task in plan.tasks.items()}
+    for (model, name, source, target), runs in collected.items():
+        for seed, scored in zip(seeds_of[name], runs):
+            path = out / "predictions" / model / name / f"{direction_name(source, target).replace('->', '_to_')}_seed{seed}.npz"
+
+            def write(partial: Path, arrays=scored.predictions) -> None:
+                with open(partial, "wb") as handle:
+                    np.savez(handle, **arrays)
+
+            atomic_write(path, write)
+
+
+def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[str, Any]:
+    """The results document from the finished jobs; report files written, results.json last."""
+    collected, job_seconds = collect(plan, store)
+    rows = [row for key, runs in collected.items() for row in result_rows(plan, key, runs)]
+    config = plan.config
     meta = {
         "schema": SCHEMA,
-        "started_at": started_at,
         "versions": versions(),
         "git_commit": git_commit(),
         "command": config.command,
         "protocol": config.protocol,
-        "seeds": seeds,
-        "settings": settings,
+        "seeds": plan.seeds,
+        "settings": plan.settings,
         "tasks": {name: {"version": task.version, "primary_metric": task.primary_metric,
                          "lower_is_better": list(task.lower_is_better),
                          "directions": [direction_name(s, t) for s, t in task.directions],
-                         "about": task.about(datasets[name])}
-                  for name, task in tasks.items()},
-        "models": [model_meta(m) for m in models],
-        "data": {"root": str(config.data_root), "manifest": files, "manifest_hash": manifest_hash(files)},
+                         "about": task.about(plan.datasets[name])} for name, task in plan.tasks.items()},
+        "models": plan.models,
+        "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files)},
         "encode_mode": "eval",
         "bootstrap": {"resamples": config.bootstrap, "seed": BOOTSTRAP_SEED, "level": 0.95,
                       "significance": SIGNIFICANCE, "test": "paired permutation (swap per item)"},
-        "skipped": skipped,
-        "cache": {"dir": str(cache.root), "hits": cache.hits, "misses": cache.misses},
-        "timings": {"total_s": round(time.perf_counter() - started, 3), "encode_s": round(embed_seconds, 3)},
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "skipped": plan.skipped,
+        "jobs": {"count": len(plan.jobs), "seconds": round(job_seconds, 3)},
         "torch_threads": torch.get_num_threads(),
+        **extra_meta,
     }
-    document = {"meta": meta, "results": rows, "comparisons": comparisons}
-    write_predictions(out, predictions)
+    document = {"meta": meta, "results": rows, "comparisons": comparisons(plan, collected, rows)}
+    out = Path(config.out)
+    write_predictions(out, collected, plan)
     write_tables(out, document)
     write_json(out / "results.json", document)
     return document
+
+
+def write_plan(plan: Plan) -> None:
+    """`OUT/plan.json`: what `merge` needs to assemble shards without loading checkpoints."""
+    write_json(Path(plan.config.out) / "plan.json", {"config": plan.config.to_json(), "models": plan.models,
+                                                     "jobs": [j.id for j in plan.jobs]})
+
+
+def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 0,
+        shard_count: int = 1) -> dict[str, Any] | None:
+    """Evaluate every checkpoint on every task (or one shard of the jobs); None for a shard."""
+    started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out = Path(config.out)
+    (out / "results.json").unlink(missing_ok=True)  # a stale report must not pass for this run's
+    plan, loaded = make_plan(config)
+    mine = shard(plan.jobs, shard_index, shard_count)
+    write_plan(plan)
+    cache = EmbeddingCache(config.cache_dir)
+    store = JobStore(out)
+    progress = progress or Progress(disable=True)
+    with progress if not progress.disable else nullcontext():
+        executed = execute(plan, loaded, mine, store, cache, progress)
+    if shard_count > 1:
+        return None
+    return assemble(plan, store, {
+        "started_at": started_at,
+        "cache": {"dir": str(cache.root), "hits": cache.hits, "misses": cache.misses},
+        "timings": {"total_s": round(time.perf_counter() - started, 3), **executed},
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+    })
+
+
+def merge(out: Path) -> dict[str, Any]:
+    """Assemble the report of a sharded run from its `plan.json` and finished jobs."""
+    started = time.perf_counter()
+    path = Path(out) / "plan.json"
+    try:
+        saved = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CmgError(f"{path}: missing (expected the plan written by `cmg-eval run --shard`)") from None
+    except json.JSONDecodeError as error:
+        raise CmgError(f"{path}: not valid JSON ({error})") from None
+    config = RunConfig.from_json({**saved["config"], "out": str(out)})
+    plan, _ = make_plan(config, models=saved["models"])
+    if [j.id for j in plan.jobs] != saved["jobs"]:
+        raise CmgError(f"{path}: the tasks or data changed since the shards ran (job list differs)")
+    return assemble(plan, JobStore(out), {"merged": True, "timings": {"total_s": round(time.perf_counter() - started, 3)},
+                                          "peak_rss_mib": round(peak_rss_mib(), 1)})

@@ -1,0 +1,71 @@
+"""Encode a FeatureSource once per model, through the on-disk cache, checking inputs and outputs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from cmg_eval.cache import EmbeddingCache, cache_key
+from cmg_eval.encoders.base import LoadedModel
+from cmg_eval.errors import CmgError
+from cmg_eval.task import FeatureSource
+
+ENCODER_CACHE_VERSION = "1"
+
+
+class Embedder:
+    """`embedder(source) -> (N, T, D)` float32 (or (N, D) for pooled sources), encoded at most once."""
+
+    def __init__(self, model: LoadedModel, cache: EmbeddingCache, batch_size: int, progress: Progress):
+        self.model = model
+        self.cache = cache
+        self.batch_size = batch_size
+        self.progress = progress
+        self.seconds = 0.0
+
+    def __call__(self, source: FeatureSource) -> np.ndarray:
+        key = cache_key(ENCODER_CACHE_VERSION, self.model.identity, source.key, "pooled" if source.pool else "steps")
+        cached = self.cache.load(key)
+        if cached is not None:
+            return cached
+        with self.cache.lock(key):  # another process may be encoding the same thing: wait, then reuse
+            cached = self.cache.load(key, count_miss=False)
+            if cached is not None:
+                return cached
+            started = time.perf_counter()
+            array = self._encode(source)
+            self.seconds += time.perf_counter() - started
+            self.cache.store(key, array, {"model": self.model.identity, "data": source.key, "where": source.where})
+        return array
+
+    def _encode(self, source: FeatureSource) -> np.ndarray:
+        encoder, readout = self.model.encoder, self.model.readout
+        dim = encoder.output_dim(readout)
+        parts, done = [], 0
+        bar = self.progress.add_task(f"encode {self.model.label} {source.modality} ({Path(source.where).name})",
+                                     total=source.n_items)
+        for batch in source.batches(self.batch_size):
+            if not np.isfinite(batch).all():
+                bad = done + int(np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(1))[0])
+                raise CmgError(f"{source.where}: non-finite {source.modality} features in item {bad} of the "
+                               f"{source.part}, expected finite numbers")
+            with torch.inference_mode():
+                out = encoder.encode(source.modality, torch.from_numpy(np.ascontiguousarray(batch)), readout)
+            if out.dim() != 3 or out.shape[0] != len(batch) or out.shape[2] != dim:
+                raise CmgError(f"encoder {self.model.label!r}: {source.modality} output shape {tuple(out.shape)}, "
+                               f"expected ({len(batch)}, T, {dim})")
+            if not torch.isfinite(out).all():
+                raise CmgError(f"encoder {self.model.label!r}: non-finite {source.modality} embeddings for "
+                               f"{source.where}")
+            out = out.mean(dim=1) if source.pool else out
+            parts.append(out.detach().float().numpy())
+            done += len(batch)
+            self.progress.advance(bar, len(batch))
+        self.progress.remove_task(bar)
+        if done != source.n_items:
+            raise CmgError(f"{source.where}: read {done} {source.modality} items, expected {source.n_items}")
+        return np.concatenate(parts) if parts else np.empty((0, dim) if source.pool else (0, 0, dim), np.float32)

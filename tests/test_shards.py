@@ -1,0 +1,93 @@
+"""Sharded runs merge to the single-process result; a killed run resumes; concurrent runs share a cache."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import cli
+
+ARGS = ["--set", "epochs=2", "--seeds", "2", "--bootstrap", "100"]
+
+
+def command(*args) -> list[str]:
+    return [sys.executable, "-m", "cmg_eval.cli", *map(str, args)]
+
+
+def comparable(document: dict) -> dict:
+    """What must agree between runs: rows, comparisons, and meta other than timing and provenance."""
+    volatile = {"timings", "peak_rss_mib", "cache", "command", "started_at", "merged", "git_commit"}
+    meta = {k: v for k, v in document["meta"].items() if k not in volatile}
+    meta["jobs"] = {"count": meta["jobs"]["count"]}
+    return {"results": document["results"], "comparisons": document["comparisons"], "meta": meta}
+
+
+@pytest.fixture(scope="module")
+def setup(micro_data, tmp_path_factory):
+    from cmg_eval.data.synth.oracle import write_oracle
+    from cmg_eval.data.synth.world import World
+
+    base = tmp_path_factory.mktemp("shards")
+    write_oracle(World(0), base / "oracle.pt")
+    run = ["run", "ave", "--ckpt", f"oracle={base / 'oracle.pt'}", "--ckpt", f"other={base / 'oracle.pt'}",
+           "--data-root", micro_data, *ARGS]
+    single = cli(*run, "--out", base / "single", "--cache-dir", base / "cache-single")
+    assert single.exit_code == 0, single.output
+    return base, run, json.loads((base / "single" / "results.json").read_text())
+
+
+def test_three_shards_merge_to_the_single_process_result(setup):
+    base, run, single = setup
+    processes = [subprocess.Popen(command(*run, "--out", base / "sharded", "--cache-dir", base / "cache-shards",
+                                          "--shard", f"{i}/3"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                 for i in range(3)]
+    for process in processes:
+        output = process.communicate(timeout=300)[0].decode()
+        assert process.returncode == 0, output
+    assert not (base / "sharded" / "results.json").exists()
+    merged = cli("merge", base / "sharded")
+    assert merged.exit_code == 0, merged.output
+    assert comparable(json.loads((base / "sharded" / "results.json").read_text())) == comparable(single)
+
+
+def test_merge_with_a_missing_shard_fails(setup):
+    base, run, _ = setup
+    assert cli(*run, "--out", base / "partial", "--cache-dir", base / "cache-partial", "--shard", "0/2").exit_code == 0
+    result = cli("merge", base / "partial")
+    assert result.exit_code != 0 and "jobs not finished" in result.output
+    assert not (base / "partial" / "results.json").exists()
+
+
+def test_killed_run_resumes_to_the_same_result(setup):
+    base, run, single = setup
+    out = base / "killed"
+    process = subprocess.Popen(command(*run, "--out", out, "--cache-dir", base / "cache-killed"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((out / "jobs").rglob("*.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    done_before = len(list((out / "jobs").rglob("*.json")))
+    assert done_before >= 1 and not (out / "results.json").exists()
+    resumed = cli(*run, "--out", out, "--cache-dir", base / "cache-killed")
+    assert resumed.exit_code == 0, resumed.output
+    document = json.loads((out / "results.json").read_text())
+    assert document["meta"]["timings"]["resumed_jobs"] >= min(done_before, 1)
+    assert comparable(document) == comparable(single)
+
+
+def test_concurrent_runs_share_one_cache(setup):
+    base, run, single = setup
+    processes = [subprocess.Popen(command(*run, "--out", base / f"concurrent{i}", "--cache-dir", base / "cache-shared"),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+    for process in processes:
+        output = process.communicate(timeout=300)[0].decode()
+        assert process.returncode == 0, output
+    for i in range(2):
+        assert comparable(json.loads((base / f"concurrent{i}" / "results.json").read_text())) == comparable(single)
+    entries = list((base / "cache-shared" / "embeddings").rglob("*.npy"))
+    assert len(entries) == 6  # oracle: 3 splits x 2 modalities, encoded once though two runs wanted them
+    assert not list((base / "cache-shared").rglob("*.partial"))
