@@ -244,6 +244,31 @@ def show_run(document: dict, out: Path) -> None:
     console.print(f"report: {out / 'results.json'} (tables: table.md, table.csv, table.tex; page: index.html)")
 
 
+@main.command("bench")
+@click.option("--data-root", type=click.Path(path_type=Path), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="JSON file for the measurements.")
+@click.option("--ckpt", "ckpt_path", default=None, help="DCID-layout checkpoint (default: a random-init DCID).")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+def bench_command(data_root: Path, out: Path, ckpt_path: str | None, epochs: int) -> None:
+    """Time cmg-eval's paper protocol against the pinned reference-style loop (AVE)."""
+    import json
+    import tempfile
+
+    from cmg_eval.bench import bench_ave
+    from cmg_eval.encoders.dcid import DcidEncoder
+    from cmg_eval.encoders.loading import load_model
+    from cmg_eval.io import save_checkpoint, write_json
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if ckpt_path is None:
+            ckpt_path = str(Path(scratch) / "random-dcid.pt")
+            save_checkpoint(DcidEncoder.init_checkpoint(seed=0), ckpt_path)
+        model = load_model(ckpt_path)
+        result = bench_ave(data_root, model, epochs, log=lambda line: err_console.print(line))
+    write_json(out, result)
+    console.print_json(json.dumps(result))
+
+
 @main.command("merge")
 @click.argument("out", type=click.Path(path_type=Path))
 def merge_command(out: Path) -> None:

@@ -54,7 +54,9 @@ class H5Array:
             raise CmgError(f"{self.path}: index {int(indices.max())} out of range for {len(self)} rows in {self.key!r}")
         unique, inverse = np.unique(indices, return_inverse=True)
         rows = self.dataset[unique] if unique.size else np.empty((0, *self.shape[1:]), self.dataset.dtype)
-        return rows[inverse].astype(dtype, copy=False)
+        if len(unique) != len(indices) or not np.array_equal(unique, indices):
+            rows = rows[inverse]  # only when the order differs: this copy costs as much as the read
+        return rows.astype(dtype, copy=False)
 
     def iter_rows(self, indices: Sequence[int], batch_size: int) -> Iterator[np.ndarray]:
         """Float32 batches of rows, never holding more than one batch in memory."""

@@ -118,6 +118,18 @@ class VideoSemanticEncoder(nn.Module):
         gate = self.se_layer(total / (video.shape[2] * video.shape[3]))
         return total * (1.0 + gate)
 
+    def explicit_forward(self, video: torch.Tensor) -> torch.Tensor:
+        """The public module's computation step by step (what the reference pays for): SE gate,
+        x*gate + x, spatial scores, softmax over the size-1 axis, weighted sum by bmm."""
+        b, t, h, w, c = video.shape
+        x = video.reshape(b * t, h * w, c)
+        gate = self.se_layer(x.mean(dim=1))
+        attended = x * gate[:, None, :] + x
+        scores = self.ave_v_att(torch.tanh(self.affine_video_ave(x.mean(1))[:, None, :]
+                                           + self.affine_video_self(attended)))
+        weights = torch.softmax(scores, dim=-1)
+        return torch.bmm(weights.transpose(1, 2), attended).reshape(b, t, c)
+
 
 class ResidualLayer(nn.Module):
     def __init__(self, channels: int, hidden: int, res_hidden: int):
