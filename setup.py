@@ -19,6 +19,6 @@ setup(
         "h5py",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["cmg-eval=cmg_eval.cli:main"]},
 )

@@ -79,10 +79,20 @@ def default_data_root(cache_dir: Path | None) -> Path:
 @click.option("--data-root", type=click.Path(path_type=Path), required=True)
 @click.argument("task_names", nargs=-1)
 def validate(data_root: Path, task_names: tuple[str, ...]) -> None:
-    """Check that each task's files under DATA_ROOT exist and have the expected layout."""
-    for name in task_names or registry.tasks.names():
-        registry.tasks.get(name)().load(data_root)
-        console.print(f"{name}: ok")
+    """Check each task's files under DATA_ROOT against its expected layout; exit 1 if any is wrong."""
+    tasks = {name: registry.tasks.get(name)() for name in task_names or registry.tasks.names()}
+    failed = 0
+    for name, task in tasks.items():
+        try:
+            task.load(data_root)
+        except CmgError as error:
+            failed += 1
+            console.print(f"{name}: [red]{error}[/red]", soft_wrap=True)
+        else:
+            console.print(f"{name}: ok")
+    if failed:
+        err_console.print(f"validate: {failed} of {len(tasks)} tasks have missing or malformed files")
+        sys.exit(1)
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -190,14 +200,18 @@ def embed(ckpt_path: str, modality: str, inputs: Path, out: Path, readout: str |
               help="Item resamples for 95% intervals and paired tests (0: none).")
 @click.option("--shard", "shard_spec", default=None,
               help="I/N: run every N-th job from the I-th (default: SLURM array or RANK/WORLD_SIZE, else 0/1).")
+@click.option("--directions", default=None, help="Only these directions, e.g. V->A,A->V.")
+@click.option("--allow-nonfinite", is_flag=True, help="Set NaN/inf input features to 0 (counted in the report).")
 def run_command(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
                 protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
-                bootstrap: int, shard_spec: str | None) -> None:
+                bootstrap: int, shard_spec: str | None, directions: str | None, allow_nonfinite: bool) -> None:
     """Evaluate checkpoints on TASKS (comma-separated names or `all`)."""
     from cmg_eval.runner import run
 
     config = run_config(tasks, checkpoints, encoder, data_root, out, protocol, seeds, assignments, cache_dir,
                         bootstrap)
+    config.directions = [d.strip() for d in directions.split(",") if d.strip()] if directions else None
+    config.allow_nonfinite = allow_nonfinite
     index, count = parse_shard(shard_spec)
     document = run(config, progress_bar(), index, count)
     if document is None:
@@ -349,11 +363,13 @@ def report_command(run_dir: Path) -> None:
 @click.option("--k", "k", type=float, default=3.0, show_default=True, help="Allowed drop in units of the row's std.")
 @click.option("--floor", type=float, default=1.0, show_default=True, help="Smallest allowed drop (metric units).")
 @click.option("--allow-missing", is_flag=True, help="Rows present on one side only do not fail the gate.")
-def compare_command(baseline: Path, current: Path, k: float, floor: float, allow_missing: bool) -> None:
+@click.option("--metric", default=None, help="Gate on this metric instead of each task's primary one.")
+def compare_command(baseline: Path, current: Path, k: float, floor: float, allow_missing: bool,
+                    metric: str | None) -> None:
     """Regression gate: exit 1 when a primary metric drops by more than max(k x std, floor)."""
     from cmg_eval.compare import gate
 
-    rows = gate(read_results(baseline), read_results(current), k, floor)
+    rows = gate(read_results(baseline), read_results(current), k, floor, metric)
     table = Table(title=f"compare (allowed drop = max({k:g} x std, {floor:g}))")
     for column in ("model", "task", "direction", "metric", "baseline", "current", "difference", "allowed", "verdict"):
         table.add_column(column, justify="right" if column in ("baseline", "current", "difference", "allowed") else "left")

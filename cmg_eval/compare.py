@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from cmg_eval.errors import CmgError
+
 Rescore = Callable[[np.ndarray], float]  # metric value on the items at these indices
 
 
@@ -89,13 +91,19 @@ class GateRow:
         return self.drop > self.allowed
 
 
-def primary_rows(document: dict[str, Any]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
-    return {(r["model"], r["task"], r["direction"], r["metric"]): r for r in document["results"] if r.get("primary")}
+def gated_rows(document: dict[str, Any], metric: str | None = None) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """Rows of the primary metric (or of `metric`), keyed by model, task, direction and metric."""
+    return {(r["model"], r["task"], r["direction"], r["metric"]): r for r in document["results"]
+            if (r["metric"] == metric if metric else r.get("primary"))}
 
 
-def gate(baseline: dict[str, Any], current: dict[str, Any], k: float = 3.0, floor: float = 1.0) -> list[GateRow]:
-    """Rows of both documents; a row fails when its primary metric drops by more than max(k * std, floor)."""
-    base_rows, current_rows = primary_rows(baseline), primary_rows(current)
+def gate(baseline: dict[str, Any], current: dict[str, Any], k: float = 3.0, floor: float = 1.0,
+         metric: str | None = None) -> list[GateRow]:
+    """Rows of both documents; a row fails when its metric drops by more than max(k * std, floor)."""
+    if metric and not any(r["metric"] == metric for r in baseline["results"] + current["results"]):
+        known = sorted({r["metric"] for r in baseline["results"] + current["results"]})
+        raise CmgError(f"--metric {metric!r}: no such metric in either document (known: {', '.join(known)})")
+    base_rows, current_rows = gated_rows(baseline, metric), gated_rows(current, metric)
     rows = []
     for key in sorted(set(base_rows) | set(current_rows)):
         base, cur = base_rows.get(key), current_rows.get(key)

@@ -10,7 +10,7 @@ import torch
 from rich.progress import Progress
 
 from cmg_eval.cache import EmbeddingCache, cache_key
-from cmg_eval.encoders.base import LoadedModel
+from cmg_eval.encoders.base import MAX_TEXT_TOKENS, LoadedModel
 from cmg_eval.errors import CmgError
 from cmg_eval.task import FeatureSource
 
@@ -20,15 +20,19 @@ ENCODER_CACHE_VERSION = "1"
 class Embedder:
     """`embedder(source) -> (N, T, D)` float32 (or (N, D) for pooled sources), encoded at most once."""
 
-    def __init__(self, model: LoadedModel, cache: EmbeddingCache, batch_size: int, progress: Progress):
+    def __init__(self, model: LoadedModel, cache: EmbeddingCache, batch_size: int, progress: Progress,
+                 mask_nonfinite: bool = False):
         self.model = model
         self.cache = cache
         self.batch_size = batch_size
         self.progress = progress
+        self.mask_nonfinite = mask_nonfinite
+        self.masked: dict[str, int] = {}   # source key -> items whose non-finite inputs were set to 0
         self.seconds = 0.0
 
     def __call__(self, source: FeatureSource) -> np.ndarray:
-        key = cache_key(ENCODER_CACHE_VERSION, self.model.identity, source.key, "pooled" if source.pool else "steps")
+        key = cache_key(ENCODER_CACHE_VERSION, self.model.identity, source.key, "pooled" if source.pool else "steps",
+                        "masked" if self.mask_nonfinite else "strict")
         cached = self.cache.load(key)
         if cached is not None:
             return cached
@@ -50,14 +54,19 @@ class Embedder:
                                      total=source.n_items)
         for batch in source.batches(self.batch_size):
             if not np.isfinite(batch).all():
-                bad = done + int(np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(1))[0])
-                raise CmgError(f"{source.where}: non-finite {source.modality} features in item {bad} of the "
-                               f"{source.part}, expected finite numbers")
+                bad_items = np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(1))
+                if not self.mask_nonfinite:
+                    raise CmgError(f"{source.where}: non-finite {source.modality} features in item "
+                                   f"{done + int(bad_items[0])} of the {source.part}, expected finite numbers "
+                                   f"(--allow-nonfinite sets them to 0)")
+                batch = np.nan_to_num(batch, nan=0.0, posinf=0.0, neginf=0.0)
+                self.masked[source.key] = self.masked.get(source.key, 0) + len(bad_items)
             with torch.inference_mode():
                 out = encoder.encode(source.modality, torch.from_numpy(np.ascontiguousarray(batch)), readout)
-            if out.dim() != 3 or out.shape[0] != len(batch) or out.shape[2] != dim:
+            steps = {batch.shape[1], MAX_TEXT_TOKENS} if source.modality == "text" else {batch.shape[1]}
+            if out.dim() != 3 or out.shape[0] != len(batch) or out.shape[2] != dim or out.shape[1] not in steps:
                 raise CmgError(f"encoder {self.model.label!r}: {source.modality} output shape {tuple(out.shape)}, "
-                               f"expected ({len(batch)}, T, {dim})")
+                               f"expected ({len(batch)}, {batch.shape[1]}, {dim})")
             if not torch.isfinite(out).all():
                 raise CmgError(f"encoder {self.model.label!r}: non-finite {source.modality} embeddings for "
                                f"{source.where}")

@@ -55,6 +55,8 @@ class RunConfig:
     cache_dir: Path | None = None
     encode_batch: int = 64
     bootstrap: int = 1000      # item resamples for intervals and paired tests (0: none)
+    directions: list[str] | None = None   # e.g. ["V->A", "A->V"]; None: every direction of each task
+    allow_nonfinite: bool = False         # set non-finite input features to 0 instead of refusing them
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
     def to_json(self) -> dict[str, Any]:
@@ -108,13 +110,24 @@ def model_meta(model: LoadedModel) -> dict[str, Any]:
             "modalities": list(model.encoder.modalities), "output_dim": model.encoder.output_dim(model.readout)}
 
 
-def plan_jobs(models: list[dict[str, Any]], tasks: dict[str, Task], seeds: list[int]) -> tuple[list[Job], list[dict]]:
+def check_directions(wanted: list[str] | None, tasks: dict[str, Task]) -> None:
+    known = {direction_name(s, t) for task in tasks.values() for s, t in task.directions}
+    unknown = [d for d in wanted or [] if d not in known]
+    if unknown:
+        raise CmgError(f"--directions: unknown direction {unknown[0]!r} for these tasks (known: {', '.join(sorted(known))})")
+
+
+def plan_jobs(models: list[dict[str, Any]], tasks: dict[str, Task], seeds: list[int],
+              directions: list[str] | None = None) -> tuple[list[Job], list[dict]]:
     """Jobs in a fixed order (model, task, source, seed) and the directions an encoder cannot run."""
     jobs, skipped = [], []
     for model in models:
         for name, task in tasks.items():
             for source in task.sources():
-                targets = task.targets(source)
+                targets = tuple(t for t in task.targets(source)
+                                if directions is None or direction_name(source, t) in directions)
+                if not targets:
+                    continue
                 missing = sorted({m for m in (source, *targets) if m not in model["modalities"]})
                 for target in targets:
                     if source in missing or target in missing:
@@ -134,7 +147,8 @@ def job_fingerprints(plan_parts: dict[str, Any], jobs: list[Job]) -> dict[str, s
                                  "task_version": plan_parts["tasks"][job.task].version,
                                  "settings": plan_parts["settings"][job.task], "protocol": plan_parts["protocol"],
                                  "data": plan_parts["data_hash"], "source": job.source, "targets": job.targets,
-                                 "seed": job.seed, "cmg_eval": __version__}) for job in jobs}
+                                 "seed": job.seed, "allow_nonfinite": plan_parts["allow_nonfinite"],
+                                 "cmg_eval": __version__}) for job in jobs}
 
 
 def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> tuple[Plan, list[LoadedModel]]:
@@ -151,9 +165,11 @@ def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> 
     models = models if models is not None else [model_meta(m) for m in loaded]
     datasets = {name: task.load(config.data_root) for name, task in tasks.items()}
     files = manifest([f for name, task in tasks.items() for f in task.files(datasets[name])], config.data_root)
-    jobs, skipped = plan_jobs(models, tasks, seeds)
+    check_directions(config.directions, tasks)
+    jobs, skipped = plan_jobs(models, tasks, seeds, config.directions)
     fingerprints = job_fingerprints({"models": models, "tasks": tasks, "settings": settings,
-                                     "protocol": config.protocol, "data_hash": manifest_hash(files)}, jobs)
+                                     "protocol": config.protocol, "data_hash": manifest_hash(files),
+                                     "allow_nonfinite": config.allow_nonfinite}, jobs)
     return Plan(config, tasks, datasets, settings, seeds, models, jobs, fingerprints, skipped, files), loaded
 
 
@@ -179,7 +195,8 @@ def execute(plan: Plan, loaded: list[LoadedModel], jobs: list[Job], store: JobSt
             continue
         started = time.perf_counter()
         model, task = models[job.model], plan.tasks[job.task]
-        embedder = embedders.setdefault(job.model, Embedder(model, cache, plan.config.encode_batch, progress))
+        embedder = embedders.setdefault(job.model, Embedder(model, cache, plan.config.encode_batch, progress,
+                                                            plan.config.allow_nonfinite))
         source_run = SourceRun(data=plan.datasets[job.task], source=job.source, targets=job.targets, seed=job.seed,
                                protocol=plan.config.protocol, settings=plan.settings[job.task], embed=embedder,
                                checkpoint_epoch=model.checkpoint_epoch)
@@ -189,7 +206,9 @@ def execute(plan: Plan, loaded: list[LoadedModel], jobs: list[Job], store: JobSt
         store.save(job, plan.fingerprints[job.id], scored, time.perf_counter() - started)
         progress.remove_task(bar)
         progress.advance(overall)
-    return {"encode_s": round(sum(e.seconds for e in embedders.values()), 3), "resumed_jobs": done}
+    masked = {f"{label}:{key}": n for label, e in embedders.items() for key, n in e.masked.items()}
+    return {"encode_s": round(sum(e.seconds for e in embedders.values()), 3), "resumed_jobs": done,
+            "nonfinite_masked_items": masked}
 
 
 def collect(plan: Plan, store: JobStore) -> tuple[dict[tuple[str, str, str, str], list[Scored]], float]:
@@ -316,7 +335,10 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
         executed = execute(plan, loaded, mine, store, cache, progress)
     if shard_count > 1:
         return None
+    masked = executed.pop("nonfinite_masked_items")
     return assemble(plan, store, {
+        "allow_nonfinite": config.allow_nonfinite,
+        "nonfinite_masked_items": masked,
         "started_at": started_at,
         "cache": {"dir": str(cache.root), "hits": cache.hits, "misses": cache.misses},
         "timings": {"total_s": round(time.perf_counter() - started, 3), **executed},

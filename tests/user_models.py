@@ -53,3 +53,14 @@ def buffer_mutating(path: str) -> BufferMutatingEncoder:
 
 def wrong_shape(path: str) -> WrongShapeEncoder:
     return WrongShapeEncoder(_weights(path))
+
+
+class NonFiniteEncoder(ProjectionEncoder):
+    def encode(self, modality, feats, readout=None):
+        out = super().encode(modality, feats, readout)
+        out[0, 0, 0] = float("nan")
+        return out
+
+
+def non_finite(path: str) -> NonFiniteEncoder:
+    return NonFiniteEncoder(_weights(path))
