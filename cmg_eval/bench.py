@@ -107,6 +107,7 @@ def cmg_ave(task, data, model: LoadedModel, source: str, epochs: int, settings: 
 def encoder_throughput(data, model: LoadedModel, n_clips: int, cache_dir: Path) -> dict[str, float]:
     """Clips/s (audio + video) through cmg-eval's embedder vs the bare forward on preloaded tensors."""
     order = data.orders["train"][:n_clips]
+    cache_dir.mkdir(parents=True, exist_ok=True)
     preloaded = {m: torch.from_numpy(data.features[m].read_rows(order)) for m in ("video", "audio")}
 
     def bare() -> None:
@@ -116,15 +117,15 @@ def encoder_throughput(data, model: LoadedModel, n_clips: int, cache_dir: Path) 
                     model.encoder.encode(modality, feats[start:start + 64], model.readout)
 
     def through_cmg() -> None:
-        embedder = Embedder(model, EmbeddingCache(cache_dir), 64, _NoProgress())
+        embedder = Embedder(model, EmbeddingCache(tempfile.mkdtemp(dir=cache_dir)), 64, _NoProgress())
         for modality in ("video", "audio"):
             source = data.source(modality, "train")
             source.n_items, source.key = len(order), source.key + f":first{len(order)}"
             source.batches = lambda size, m=modality: data.features[m].iter_rows(order, size)
             embedder(source)
 
-    bare_s = timed(bare)[1]
-    cmg_s = timed(through_cmg)[1]
+    bare_s = min(timed(bare)[1] for _ in range(2))  # best of two: the first pays warm-up
+    cmg_s = min(timed(through_cmg)[1] for _ in range(2))
     return {"n_clips": len(order), "bare_clips_per_s": len(order) / bare_s, "cmg_clips_per_s": len(order) / cmg_s,
             "ceiling_ratio": bare_s / cmg_s}
 

@@ -53,7 +53,8 @@ class Embedder:
         bar = self.progress.add_task(f"encode {self.model.label} {source.modality} ({Path(source.where).name})",
                                      total=source.n_items)
         for batch in source.batches(self.batch_size):
-            if not np.isfinite(batch).all():
+            # a float64 sum is finite exactly when every element is: one pass, no boolean array
+            if not np.isfinite(batch.sum(dtype=np.float64)) and not np.isfinite(batch).all():
                 bad_items = np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(1))
                 if not self.mask_nonfinite:
                     raise CmgError(f"{source.where}: non-finite {source.modality} features in item "
