@@ -39,7 +39,8 @@ def task_rows(document: dict[str, Any], task: str) -> list[dict[str, Any]]:
 def bar_chart(document: dict[str, Any], task: str) -> str:
     """Primary metric per direction, one bar per model, std as error bars."""
     rows = task_rows(document, task)
-    directions = list(dict.fromkeys(r["direction"] for r in rows))
+    present = {r["direction"] for r in rows}
+    directions = [d for d in document["meta"]["tasks"][task]["directions"] if d in present]
     models = list(dict.fromkeys(r["model"] for r in rows))
     figure, axis = plt.subplots(figsize=(1.2 + 1.1 * len(directions) * max(1, len(models)) / 2, 3))
     width = 0.8 / len(models)
