@@ -298,6 +298,7 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
         "models": plan.models,
         "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files)},
         "encode_mode": "eval",
+        "allow_nonfinite": config.allow_nonfinite,
         "bootstrap": {"resamples": config.bootstrap, "seed": BOOTSTRAP_SEED, "level": 0.95,
                       "significance": SIGNIFICANCE, "test": "paired permutation (swap per item)"},
         "skipped": plan.skipped,
@@ -337,7 +338,6 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
         return None
     masked = executed.pop("nonfinite_masked_items")
     return assemble(plan, store, {
-        "allow_nonfinite": config.allow_nonfinite,
         "nonfinite_masked_items": masked,
         "started_at": started_at,
         "cache": {"dir": str(cache.root), "hits": cache.hits, "misses": cache.misses},

@@ -18,7 +18,8 @@ def command(*args) -> list[str]:
 
 def comparable(document: dict) -> dict:
     """What must agree between runs: rows, comparisons, and meta other than timing and provenance."""
-    volatile = {"timings", "peak_rss_mib", "cache", "command", "started_at", "merged", "git_commit"}
+    volatile = {"timings", "peak_rss_mib", "cache", "command", "started_at", "merged", "git_commit",
+                "nonfinite_masked_items"}
     meta = {k: v for k, v in document["meta"].items() if k not in volatile}
     meta["jobs"] = {"count": meta["jobs"]["count"]}
     return {"results": document["results"], "comparisons": document["comparisons"], "meta": meta}
