@@ -8,6 +8,7 @@ setup(
     description="Cross-modal generalization evaluation of unified audio/video/text encoders",
     python_requires=">=3.11",
     packages=find_packages(include=["cmg_eval", "cmg_eval.*", "tasks", "tasks.*"]),
+    package_data={"cmg_eval.data": ["labelmaps/*.json"]},
     install_requires=[
         "torch>=2.13",
         "scikit-learn",
@@ -19,6 +20,6 @@ setup(
         "h5py",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={"test": ["pytest", "hypothesis"], "text": ["transformers>=4.40"]},
     entry_points={"console_scripts": ["cmg-eval=cmg_eval.cli:main"]},
 )

@@ -99,9 +99,9 @@ def validate(data_root: Path, task_names: tuple[str, ...]) -> None:
 
 
 @main.command("ls")
-@click.argument("what", type=click.Choice(["tasks", "encoders"]), required=False)
+@click.argument("what", type=click.Choice(["tasks", "encoders", "methods"]), required=False)
 def list_registered(what: str | None) -> None:
-    """List registered tasks and encoders."""
+    """List registered tasks, encoders and pretraining methods."""
     if what in (None, "tasks"):
         table = Table(title="tasks")
         for column in ("name", "primary metric", "directions"):
@@ -117,6 +117,13 @@ def list_registered(what: str | None) -> None:
         table.add_column("readouts")
         for name in registry.encoders.names():
             table.add_row(name, ", ".join(registry.encoders.get(name).readouts))
+        console.print(table)
+    if what in (None, "methods"):
+        table = Table(title="pretraining methods (cmg-eval pretrain)")
+        table.add_column("name")
+        table.add_column("about")
+        for name in registry.methods.names():
+            table.add_row(name, (registry.methods.get(name).__doc__ or "").strip().splitlines()[0])
         console.print(table)
 
 
@@ -387,6 +394,75 @@ def compare_command(baseline: Path, current: Path, k: float, floor: float, allow
         err_console.print(f"compare: {len(failing)} of {len(rows)} rows regressed or are missing: {names}")
         sys.exit(1)
     console.print(f"compare: all {len(rows)} rows within the allowed noise")
+
+
+# ------------------------------------------------------------------------------------------ pretraining
+
+
+@main.command("pretrain")
+@click.argument("method")
+@click.option("--data-root", type=click.Path(path_type=Path), required=True,
+              help="Folder holding vggsound40k/ (VGGSound-AVEL40k in its release layout).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint file; resumed if it exists.")
+@click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
+@click.option("--set", "assignments", multiple=True, help="KEY=VALUE over the preset's settings, repeatable.")
+def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assignments: tuple[str, ...]) -> None:
+    """Pretrain METHOD (see `cmg-eval ls methods`) on VGGSound-AVEL40k into a checkpoint."""
+    from rich.progress import TimeRemainingColumn
+
+    from cmg_eval.train.trainer import pretrain
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=err_console)
+    bar = progress.add_task(f"pretrain {method} ({preset})", total=None, losses="")
+
+    def started(trainer) -> None:
+        progress.update(bar, total=trainer.steps, completed=trainer.step)
+
+    def report(state) -> None:
+        terms = " ".join(f"{k} {v:.3g}" for k, v in {**state.losses, **state.logs}.items())
+        progress.update(bar, completed=state.step, losses=terms)
+
+    with progress:
+        ckpt = pretrain(method, data_root, out, preset, assignments, report, started)
+    layer2 = f", layer 2 from step {ckpt['layer2_start_step']}" if ckpt.get("layer2_start_step") is not None else ""
+    console.print(f"wrote {method} checkpoint ({preset}, step {ckpt['total_step']} of {ckpt['steps']}{layer2}, "
+                  f"{ckpt['train_seconds']:.0f} s of training) to {out}")
+
+
+@main.command("codebook")
+@click.option("--ckpt", "ckpt_spec", required=True, help="[LABEL[@READOUT]=]PATH")
+@click.option("--data-root", type=click.Path(path_type=Path), required=True,
+              help="Folder holding vggsound40k/: its clips are the paired inputs.")
+@click.option("--encoder", default=None)
+@click.option("--max-items", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None, help="Also write the numbers here.")
+def codebook_command(ckpt_spec: str, data_root: Path, encoder: str | None, max_items: int, json_out: Path | None) -> None:
+    """Code usage, perplexity and dead codes per modality, and cross-modal code agreement on paired clips."""
+    from cmg_eval.codebook import diagnostics, paired_inputs
+    from cmg_eval.encoders.loading import load_model
+    from cmg_eval.io import write_json
+
+    model = load_model(ckpt_spec, encoder)
+    inputs = paired_inputs(data_root, max_items)
+    if inputs is None:
+        raise CmgError(f"{data_root}: no vggsound40k/data/vggsound-avel40k.csv (expected the pretraining set)")
+    result = diagnostics(model.encoder, inputs)
+    for column in result["columns"]:
+        table = Table(title=f"{model.label} ({model.method}) code column {column['column']}: "
+                            f"{column['n_codes']} codes, {column['dead_codes']} dead on {result['n_items']} clips")
+        for name in ("modality / pair", "used", "usage %", "perplexity", "segment agree %", "clip agree %"):
+            table.add_column(name, justify="left" if name == "modality / pair" else "right")
+        for modality, stats in column["modalities"].items():
+            share = f"{100 * stats['usage']:.1f}" if "usage" in stats else "-"
+            table.add_row(modality, str(stats["used"]), share, f"{stats['perplexity']:.1f}", "", "")
+        for pair, stats in column["agreement"].items():
+            segment = f"{100 * stats['segment']:.1f}" if "segment" in stats else "-"
+            table.add_row(pair, "", "", "", segment, f"{100 * stats['clip_mode']:.1f}")
+        console.print(table)
+    if json_out is not None:
+        write_json(json_out, result)
+        console.print(f"wrote {json_out}")
 
 
 if __name__ == "__main__":

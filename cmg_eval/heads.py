@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -21,6 +22,18 @@ class SemanticDecoder(nn.Module):
         return self.event_classifier(self.linear(x).max(dim=1).values)
 
 
+class SegmentDecoder(nn.Module):
+    """The reference localization head (Semantic_Decoder_AVVP): Linear D->D, Linear D->C per step, no pooling."""
+
+    def __init__(self, input_dim: int, n_outputs: int):
+        super().__init__()
+        self.linear = nn.Linear(input_dim, input_dim)
+        self.event_classifier = nn.Linear(input_dim, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.event_classifier(self.linear(x))
+
+
 def seeded_head(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
     """Build a head whose initial weights depend on `seed` only (not on the global RNG)."""
     with torch.random.fork_rng(devices=[]):
@@ -37,14 +50,35 @@ def predict(head: nn.Module, inputs: np.ndarray, batch_size: int = 1024) -> np.n
     return np.concatenate(outputs) if outputs else np.empty((0,))
 
 
+@contextmanager
+def small_model_cpu() -> Iterator[None]:
+    """Meanwhile one intra-op thread (head matrices gain nothing from more, and on a busy machine threads
+    waiting for each other make a one-second job take a minute) and denormal floats read as zero (tiny
+    embeddings, e.g. a random codebook's, give denormal gradients that run tens of times slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    flushing = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if flushing:
+            torch.set_flush_denormal(False)
+
+
+@small_model_cpu()
 def train(head: nn.Module, inputs: np.ndarray, targets: np.ndarray, loss_fn: Callable, settings: dict[str, Any],
-          seed: int, after_epoch: Callable[[int, nn.Module], None], epochs: int | None = None) -> None:
+          seed: int, after_epoch: Callable[[int, nn.Module], None], epochs: int | None = None,
+          clip_loss: bool = True) -> None:
     """Adam + MultiStepLR + per-module grad-norm clipping, shuffled batches from a seeded generator.
 
     `after_epoch(epoch, head)` runs after each epoch (selection, scoring); the scheduler steps after it.
+    A `loss_fn` module with parameters (the reference's learnable loss weights) is optimized with the head
+    and clipped as its own module unless `clip_loss` is False.
     """
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(head.parameters(), lr=float(settings["lr"]))
+    loss_params = list(loss_fn.parameters()) if isinstance(loss_fn, nn.Module) else []
+    optimizer = torch.optim.Adam([*head.parameters(), *loss_params], lr=float(settings["lr"]))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(settings["milestones"]),
                                                      gamma=float(settings["gamma"]))
     x_all, y_all = torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(np.ascontiguousarray(targets))
@@ -58,6 +92,8 @@ def train(head: nn.Module, inputs: np.ndarray, targets: np.ndarray, loss_fn: Cal
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(head.parameters(), float(settings["clip_grad"]))
+            if loss_params and clip_loss:
+                nn.utils.clip_grad_norm_(loss_params, float(settings["clip_grad"]))
             optimizer.step()
         after_epoch(epoch, head)
         scheduler.step()

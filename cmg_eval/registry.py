@@ -1,4 +1,4 @@
-"""Registries of encoders and tasks: filled by decorators and by entry points."""
+"""Registries of encoders, tasks and pretraining methods: filled by decorators and by entry points."""
 
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ class Registry(Generic[T]):
 
 encoders: Registry = Registry("encoder", "cmg_eval.encoders", ("cmg_eval.encoders",))
 tasks: Registry = Registry("task", "cmg_eval.tasks", ("tasks",))
+methods: Registry = Registry("method", "cmg_eval.methods", ("cmg_eval.train.methods",))
 
 register_encoder = encoders.register
 register_task = tasks.register
+register_method = methods.register

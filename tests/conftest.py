@@ -74,3 +74,28 @@ def user_weights(tmp_path_factory) -> Path:
     torch.save({"video": torch.randn(512, 16, generator=generator),
                 "audio": torch.randn(128, 16, generator=generator)}, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def micro_clip_data(tmp_path_factory) -> Path:
+    """Micro AVE plus a few dozen AVVP, AVE->AVVP, UCF101 and VGGSound clips in the release formats, and
+    the world's `oracle.pt`."""
+    from cmg_eval.data.synth import avvp as synth_avvp, ucf_vgg as synth_ucf_vgg
+    from cmg_eval.data.synth.oracle import write_oracle
+
+    root = write_micro_ave(tmp_path_factory.mktemp("micro-clips"))
+    synth_avvp.write(root, World(0), "tiny", np.random.default_rng(1), count=40)
+    synth_ucf_vgg.write(root, World(0), "tiny", np.random.default_rng(2), counts=(48, 64))
+    write_oracle(World(0), root / "oracle.pt")
+    return root
+
+
+@pytest.fixture(scope="session")
+def clip_tasks_run(tiny_data, random_dcid, tmp_path_factory) -> Path:
+    """The AVVP / AVE->AVVP / UCF<->VGG must-show run on tiny data with default head settings (its folder)."""
+    base = tmp_path_factory.mktemp("clip-tasks-run")
+    result = cli("run", "avvp,ave_avvp,ucf_vgg", "--ckpt", f"oracle={tiny_data / 'oracle.pt'}",
+                 "--ckpt", f"random={random_dcid}", "--data-root", tiny_data, "--out", base / "run",
+                 "--cache-dir", base / "cache")
+    assert result.exit_code == 0, result.output
+    return base / "run"

@@ -79,7 +79,7 @@ class DcidEncoder(UnifiedEncoder):
         state = ckpt.get(ENCODER_KEY)
         return isinstance(state, Mapping) and "Cross_quantizer.embedding" in state \
             and getattr(state["Cross_quantizer.embedding"], "dim", lambda: 0)() == 2 \
-            and "video_self_att.affine_matrix.weight" in state
+            and "video_self_att.affine_matrix.weight" in state and "video_self_att_2.affine_matrix.weight" not in state
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], source: str = "checkpoint") -> "DcidEncoder":

@@ -87,12 +87,13 @@ def load_encoder(path: str | Path, encoder_name: str | None = None) -> tuple[Uni
 
 
 def parse_ckpt_spec(spec: str) -> tuple[str, str | None, str]:
-    """`[LABEL[@READOUT]=]PATH` -> (label, readout, path); label defaults to the file stem."""
+    """`[LABEL[@READOUT]=]PATH` -> (label, readout, path); the row label is `LABEL@READOUT` as written
+    (e.g. `srcid@layer1`), the file stem without a label."""
     head, sep, path = spec.partition("=")
     if not sep:
         head, path = "", spec
     label, _, readout = head.partition("@")
-    return label or Path(path).stem, readout or None, path
+    return head if label else Path(path).stem, readout or None, path
 
 
 def load_model(spec: str, encoder_name: str | None = None) -> LoadedModel:

@@ -194,15 +194,19 @@ class TextEncoder(nn.Module):
 
 
 class CrossQuantizer(nn.Module):
-    """The shared codebook: buffers only (EMA statistics are updated by pretraining, never here)."""
+    """The shared codebook: buffers only (EMA statistics are updated by pretraining, never here).
 
-    def __init__(self, n_embeddings: int, dim: int):
+    `stack` adds a leading axis (RVQ levels, per-layer MLVQ codebooks): `embedding (stack, n, dim)`.
+    """
+
+    def __init__(self, n_embeddings: int, dim: int, stack: int | None = None):
         super().__init__()
-        embedding = torch.empty(n_embeddings, dim).uniform_(-1 / n_embeddings, 1 / n_embeddings)
+        lead = () if stack is None else (stack,)
+        embedding = torch.empty(*lead, n_embeddings, dim).uniform_(-1 / n_embeddings, 1 / n_embeddings)
         self.register_buffer("embedding", embedding)
-        self.register_buffer("ema_count", torch.zeros(n_embeddings))
+        self.register_buffer("ema_count", torch.zeros(*lead, n_embeddings))
         self.register_buffer("ema_weight", embedding.clone())
-        self.register_buffer("unactivated_count", -torch.ones(n_embeddings))
+        self.register_buffer("unactivated_count", -torch.ones(*lead, n_embeddings))
 
 
 class AVTVQVAEEncoder(nn.Module):
@@ -218,6 +222,19 @@ class AVTVQVAEEncoder(nn.Module):
         self.video_self_att = InternalTemporalRelationModule(cfg.video_dim, cfg)
         self.text_self_att = InternalTemporalRelationModule(cfg.text_dim, cfg)
         self.audio_self_att = InternalTemporalRelationModule(cfg.audio_dim, cfg)
+
+    def general(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        """Modal-general features entering the quantizer, (B, T, hidden); text `x` is the LSTM output."""
+        if modality == "video":
+            return self.video_self_att(self.video_semantic_encoder(x))
+        return (self.audio_self_att if modality == "audio" else self.text_self_att)(x)
+
+    def specific(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Modal-specific features: (decoder input, CLUB target); only video's differ (maps, pooled)."""
+        if modality == "video":
+            return self.Video_encoder(x)
+        out = (self.Audio_encoder if modality == "audio" else self.Text_encoder)(x)
+        return out, out
 
 
 def text_lstm(cfg: DcidConfig) -> nn.LSTM:

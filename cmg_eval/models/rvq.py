@@ -1,0 +1,21 @@
+"""Residual VQ (`AVT_RQVAE_Encoder`, reference-model.md 4): DCID with one codebook per level.
+
+`Cross_quantizer.*` gains a leading level axis `(L, n, hidden)`; row 0 of every level is held at
+zero so that a level can add nothing.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cmg_eval.models.dcid import AVTVQVAEEncoder, CrossQuantizer, DcidConfig
+
+
+class AVTRQVAEEncoder(AVTVQVAEEncoder):
+    def __init__(self, cfg: DcidConfig = DcidConfig(), levels: int = 4):
+        super().__init__(cfg)
+        self.Cross_quantizer = CrossQuantizer(cfg.n_embeddings, cfg.hidden, stack=levels)
+        with torch.no_grad():
+            self.Cross_quantizer.embedding[:, 0] = 0
+            self.Cross_quantizer.ema_weight[:, 0] = 0
+

@@ -1,0 +1,135 @@
+"""The VGGSound-AVEL40k pretraining set, read from its release layout (reference-model.md 3 'Data').
+
+Every split of `vggsound-avel40k.csv` is used; audio is padded to 10 steps by repeating its last
+row or truncated; text is the category's prompt tokens (B, 10, 768), zero-padded.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cmg_eval.data.manifest import manifest, manifest_hash
+from cmg_eval.data.zipfeat import read_feature_zip
+from cmg_eval.errors import CmgError
+
+FOLDER = "vggsound40k"
+STEPS = 10
+TOKENS = 10
+PRELOAD_BYTES = 4 << 30   # smaller sets are read into memory once; larger ones per batch
+TAILS = {"video": (7, 7, 512), "audio": (128,)}
+
+
+def fit_steps(array: np.ndarray, where: str, tail: tuple[int, ...]) -> np.ndarray:
+    """(T, *tail) -> (10, *tail): repeat the last step or truncate, as the reference loader does."""
+    if array.ndim != 1 + len(tail) or tuple(array.shape[1:]) != tail or len(array) == 0:
+        raise CmgError(f"{where}: array of shape {array.shape}, expected (T, {', '.join(map(str, tail))})")
+    if len(array) < STEPS:
+        array = np.concatenate([array, np.repeat(array[-1:], STEPS - len(array), axis=0)])
+    return array[:STEPS]
+
+
+def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise CmgError(f"{path}: missing file (expected a csv with columns {', '.join(columns)})")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise CmgError(f"{path}: no column {missing[0]!r} (found: {', '.join(reader.fieldnames or [])})")
+        rows = list(reader)
+    if not rows:
+        raise CmgError(f"{path}: no rows, expected one per clip")
+    return rows
+
+
+def read_categories(data: Path) -> list[str]:
+    path = data / "VggsoundAVEL40kCategories.txt"
+    if not path.is_file():
+        raise CmgError(f"{path}: missing file (expected the category list, one name a line)")
+    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not names:
+        raise CmgError(f"{path}: empty, expected one category name a line")
+    return names
+
+
+def read_prompt_tokens(base: Path, names: list[str]) -> np.ndarray:
+    """(C, 10, 768) prompt tokens in category order, checked against the prompt csv."""
+    prompts = read_rows(base / "data" / "vggsoundCategories2Prompts.csv", ("label",))
+    labels = [row["label"] for row in prompts]
+    path = base / "feature" / "text" / "prompt_tokens.zip"
+    tokens = read_feature_zip(path).astype(np.float32)
+    if tokens.ndim != 3 or tokens.shape[0] != len(labels) or tokens.shape[2] != 768 or tokens.shape[1] > TOKENS:
+        raise CmgError(f"{path}: array of shape {tokens.shape}, expected ({len(labels)}, <=10, 768): one row per prompt")
+    missing = [n for n in names if n not in labels]
+    if missing:
+        raise CmgError(f"{base / 'data' / 'vggsoundCategories2Prompts.csv'}: no prompt for category {missing[0]!r}")
+    tokens = np.pad(tokens, ((0, 0), (0, TOKENS - tokens.shape[1]), (0, 0)))
+    return tokens[[labels.index(n) for n in names]]
+
+
+@dataclass
+class PretrainSet:
+    """Clips of all splits: features per clip id, category per clip, prompt tokens per category."""
+
+    root: Path
+    ids: list[str]
+    classes: np.ndarray
+    tokens: np.ndarray
+    files: list[Path]
+    cached: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def zip_path(self, modality: str, video_id: str) -> Path:
+        return self.root / FOLDER / "feature" / modality / "zip" / f"{video_id}.zip"
+
+    def read(self, modality: str, index: int) -> np.ndarray:
+        path = self.zip_path(modality, self.ids[index])
+        return fit_steps(read_feature_zip(path), str(path), TAILS[modality])
+
+    def preload(self) -> "PretrainSet":
+        self.cached = {m: np.stack([self.read(m, i) for i in range(len(self))]) for m in TAILS}
+        return self
+
+    def batch(self, items: np.ndarray) -> dict[str, torch.Tensor]:
+        """Float32 tensors: video (B, 10, 7, 7, 512), audio (B, 10, 128), text (B, 10, 768)."""
+        out = {}
+        for modality in TAILS:
+            rows = self.cached[modality][items] if self.cached else np.stack([self.read(modality, i) for i in items])
+            out[modality] = torch.from_numpy(rows.astype(np.float32))
+        out["text"] = torch.from_numpy(self.tokens[self.classes[items]])
+        return out
+
+    def manifest_hash(self) -> str:
+        return manifest_hash(manifest(self.files, self.root))
+
+
+def load_pretrain_set(root: str | Path, preload: bool = True) -> PretrainSet:
+    """Read and check the meta files; features stay on disk, or are read into memory when small."""
+    root = Path(root)
+    base = root / FOLDER
+    meta = base / "data" / "vggsound-avel40k.csv"
+    rows = read_rows(meta, ("category", "video_id", "split"))
+    names = read_categories(base / "data")
+    unknown = sorted({r["category"] for r in rows} - set(names))
+    if unknown:
+        raise CmgError(f"{meta}: category {unknown[0]!r} is not in VggsoundAVEL40kCategories.txt")
+    ids = [r["video_id"] for r in rows]
+    for modality in TAILS:
+        absent = next((i for i in ids if not (base / "feature" / modality / "zip" / f"{i}.zip").is_file()), None)
+        if absent is not None:
+            raise CmgError(f"{base / 'feature' / modality / 'zip' / f'{absent}.zip'}: missing feature file "
+                           f"(expected one per clip of {meta.name})")
+    tokens = read_prompt_tokens(base, names)
+    files = [meta, base / "data" / "VggsoundAVEL40kCategories.txt", base / "data" / "vggsoundCategories2Prompts.csv",
+             base / "feature" / "text" / "prompt_tokens.zip"]
+    files += [base / "feature" / m / "zip" / f"{i}.zip" for m in TAILS for i in ids]
+    dataset = PretrainSet(root, ids, np.array([names.index(r["category"]) for r in rows]), tokens, files)
+    size = sum(f.stat().st_size for f in files[-2 * len(ids):])
+    return dataset.preload() if preload and size * 2 <= PRELOAD_BYTES else dataset

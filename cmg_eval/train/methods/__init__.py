@@ -1,0 +1,1 @@
+"""Built-in pretraining methods; each module registers itself with @register_method."""

@@ -1,0 +1,176 @@
+"""The pretraining loop: seeded, float32, resumable from its own checkpoint, written atomically.
+
+One Adam over the method's parts (gradient norm clipped per part, as the reference), CLUB nets with
+their own Adams inside the step, codebook EMA after the optimizer step. The batch order of each
+epoch derives from (seed, epoch), so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from cmg_eval import __version__, registry
+from cmg_eval.encoders.loading import load_checkpoint
+from cmg_eval.errors import CmgError
+from cmg_eval.io import save_checkpoint
+from cmg_eval.train.data import PretrainSet, load_pretrain_set
+from cmg_eval.train.method import DcidMethod
+from cmg_eval.train.presets import resolve_settings, widths
+
+# Settings that may change between a checkpoint and its resumption (more steps, other logging).
+RESUMABLE_CHANGES = {"steps", "epochs", "save_every", "log_every"}
+
+
+@dataclass
+class Progress:
+    """What the trainer reports after each logged step."""
+
+    step: int
+    total: int
+    losses: dict[str, float]
+    logs: dict[str, float]
+
+
+def total_steps(settings: dict[str, Any], n_clips: int) -> int:
+    per_epoch = max(n_clips // int(settings["batch_size"]), 1)
+    steps = int(settings["steps"]) or int(settings["epochs"]) * per_epoch
+    if steps < 1:
+        raise CmgError("pretrain: steps and epochs are both 0, expected a positive number of steps")
+    return steps
+
+
+def batch_items(seed: int, step: int, batch_size: int, n_clips: int) -> np.ndarray:
+    """Clip indices of `step`: epoch-wise permutations from (seed, epoch), last partial batch dropped."""
+    per_epoch = max(n_clips // batch_size, 1)
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n_clips)
+    return order[position * batch_size:(position + 1) * batch_size]
+
+
+class Trainer:
+    """Builds a method from settings, optionally resumes it, and runs its steps."""
+
+    def __init__(self, method_name: str, data: PretrainSet, settings: dict[str, Any], preset: str, out: Path):
+        self.method_name, self.data, self.settings, self.preset, self.out = method_name, data, settings, preset, out
+        self.steps = total_steps(settings, len(data))
+        torch.manual_seed(int(settings["seed"]))
+        self.method: DcidMethod = registry.methods.get(method_name)(widths(settings), settings)
+        self.parts = self.method.parts()
+        self.optimizer = torch.optim.Adam([p for m in self.parts.values() for p in m.parameters()],
+                                          lr=float(settings["lr"]))
+        self.step = 0
+        self.data_hash = data.manifest_hash()
+        self.last_losses: dict[str, float] = {}
+        self.seconds = 0.0
+
+    # ---------------------------------------------------------------- checkpoints
+    def checkpoint(self) -> dict[str, Any]:
+        per_epoch = max(len(self.data) // int(self.settings["batch_size"]), 1)
+        ckpt = {name: module.state_dict() for name, module in self.parts.items()}
+        ckpt.update({key: club.net.state_dict() for key, club in self.method.mi_nets().items()})
+        ckpt.update({
+            "method": self.method_name, "preset": self.preset, "config": self.method.config(),
+            "settings": dict(self.settings), "seed": int(self.settings["seed"]),
+            "data": {"root": str(self.data.root), "manifest_hash": self.data_hash, "clips": len(self.data)},
+            "total_step": self.step, "steps": self.steps, "finished": self.step >= self.steps,
+            # the reference's meaning: index of the last finished epoch (the paper protocol reads it)
+            "epoch": self.step // per_epoch - 1, "losses": self.last_losses,
+            "train_seconds": round(self.seconds, 1), "cmg_eval_version": __version__,
+            "optimizer": self.optimizer.state_dict(), "rng_state": torch.get_rng_state(),
+            **{f"optimizer_{key.replace('_parameters', '').lower()}": club.optimizer.state_dict()
+               for key, club in self.method.mi_nets().items()},
+            **self.method.state(),
+        })
+        return ckpt
+
+    def resume(self, ckpt: dict[str, Any]) -> None:
+        """Continue from `ckpt`, which must come from the same method, settings and data."""
+        where = str(self.out)
+        if ckpt.get("method") != self.method_name or ckpt.get("preset") != self.preset:
+            raise CmgError(f"{where}: holds a {ckpt.get('method')!r} ({ckpt.get('preset')}) checkpoint, not "
+                           f"{self.method_name!r} ({self.preset}); choose another --out or remove it")
+        saved = ckpt.get("settings") or {}
+        changed = sorted(k for k in set(saved) | set(self.settings)
+                         if k not in RESUMABLE_CHANGES and saved.get(k) != self.settings.get(k))
+        if changed:
+            raise CmgError(f"{where}: was trained with other settings ({', '.join(changed[:4])}); "
+                           f"choose another --out or remove it")
+        if (ckpt.get("data") or {}).get("manifest_hash") != self.data_hash:
+            raise CmgError(f"{where}: was trained on other data (manifest hash differs); choose another --out")
+        for name, module in self.parts.items():
+            module.load_state_dict(ckpt[name])
+        for key, club in self.method.mi_nets().items():
+            club.net.load_state_dict(ckpt[key])
+            club.optimizer.load_state_dict(ckpt[f"optimizer_{key.replace('_parameters', '').lower()}"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.method.load_state(ckpt)
+        torch.set_rng_state(ckpt["rng_state"])
+        self.step = int(ckpt["total_step"])
+        self.last_losses = dict(ckpt.get("losses") or {})
+        self.seconds = float(ckpt.get("train_seconds", 0.0))
+
+    def save(self) -> None:
+        save_checkpoint(self.checkpoint(), self.out)
+
+    # ---------------------------------------------------------------- training
+    def train_step(self) -> tuple[dict[str, float], dict[str, float]]:
+        items = batch_items(int(self.settings["seed"]), self.step, int(self.settings["batch_size"]), len(self.data))
+        result = self.method.step(self.data.batch(items), self.step)
+        total = sum(result.losses.values())
+        if not torch.isfinite(total):
+            raise CmgError(f"pretrain {self.method_name}: loss is {float(total)} at step {self.step} "
+                           f"({', '.join(f'{k} {float(v):.3g}' for k, v in result.losses.items())})")
+        self.optimizer.zero_grad()
+        total.backward()
+        for module in self.parts.values():
+            nn.utils.clip_grad_norm_(module.parameters(), float(self.settings["clip_grad"]))
+        self.optimizer.step()
+        for update in result.updates:
+            update()
+        return {k: float(v) for k, v in result.losses.items()}, result.logs
+
+    def run(self, report: Callable[[Progress], None] = lambda _: None) -> dict[str, Any]:
+        """Train up to the target step count, saving every `save_every` steps and at the end."""
+        if self.step >= self.steps:
+            return self.checkpoint()  # already trained this far: leave the file as it is
+        self.method.train(True)
+        log_every, save_every = int(self.settings["log_every"]), int(self.settings["save_every"])
+        running: dict[str, list[float]] = {}
+        while self.step < self.steps:
+            started = time.perf_counter()
+            losses, logs = self.train_step()
+            self.step += 1
+            self.seconds += time.perf_counter() - started
+            for key, value in losses.items():
+                running.setdefault(key, []).append(value)
+            if self.step % log_every == 0 or self.step == self.steps:
+                self.last_losses = {k: float(np.mean(v)) for k, v in running.items()}
+                running = {}
+                report(Progress(self.step, self.steps, self.last_losses,
+                                {k: v for k, v in logs.items() if not math.isnan(v)}))
+            if self.step % save_every == 0 and self.step < self.steps:
+                self.save()
+        self.save()
+        return self.checkpoint()
+
+
+def pretrain(method_name: str, data_root: str | Path, out: str | Path, preset: str = "tiny",
+             assignments: tuple[str, ...] = (), report: Callable[[Progress], None] = lambda _: None,
+             on_start: Callable[[Trainer], None] = lambda _: None) -> dict[str, Any]:
+    """Train `method_name` on the pretraining set under `data_root` into the checkpoint `out` (resumable)."""
+    method_cls = registry.methods.get(method_name)
+    settings = resolve_settings(preset, method_cls.defaults, assignments)
+    out = Path(out)
+    trainer = Trainer(method_name, load_pretrain_set(data_root), settings, preset, out)
+    if out.exists():
+        trainer.resume(load_checkpoint(out))
+    on_start(trainer)
+    return trainer.run(report)

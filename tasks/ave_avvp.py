@@ -1,0 +1,141 @@
+"""AVE -> AVVP cross-dataset, cross-modal localization (reference-protocol.md 3.3), the whole task in one file.
+
+Train data: AVE features (`AVE-ECCV18-master/data/{visual,audio}_feature.h5`) with the 12-class labels
+`AVE_AVVP/ave_avvp_labels.h5` (`avadataset`, rows aligned with the AVE arrays) of the clips in
+`AVE_AVVP/ave_avvp_order.h5` (`order`). Test data: `AVE_AVVP/AVE_AVVP_eval_{audio,visual}_checked_combined.csv`
+with the AVVP feature zips. Class list `AVE_AVVP/AVE_AVVP_Categories.txt`, checked against the versioned
+`ave_avvp` label map, which also gives the coverage the report states.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cmg_eval.data.annotations import LabelMap, assign_folds, read_class_list, read_label_map
+from cmg_eval.data.h5 import H5Array
+from cmg_eval.data.manifest import fingerprint
+from cmg_eval.errors import CmgError
+from cmg_eval.registry import register_task
+from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
+from tasks.ave import FEATURE_FILES, read_order
+from tasks.avvp import N_CLASSES as N_AVVP_CLASSES
+from tasks.avvp import (LOCALIZATION_DEFAULTS, LOCALIZATION_METRICS, STREAMS, Stream, detect, fit_paper,
+                        fit_selected, load_stream, localization_scored, rescore_localization, stream_files)
+
+N_CLASSES = 12
+STEPS = 10
+N_AVE_CLASSES = 28
+SELECTION_FOLDS = 5  # one fold of five (20%) of the AVE clips selects the epoch
+
+
+@dataclass
+class AveAvvpData:
+    """AVE training clips with their 12-class labels, the AVVP test streams, and the label map."""
+
+    root: Path
+    classes: list[str]
+    features: dict[str, H5Array]    # AVE features, all clips
+    order: np.ndarray               # AVE clips used
+    labels: np.ndarray              # (len(order), 10, 13) float32
+    selection: np.ndarray           # (len(order),) True for the 20% selection fold
+    fingerprints: dict[str, str]
+    streams: dict[str, Stream]      # AVVP test clips per modality
+    label_map: LabelMap
+    ave_classes: int
+
+    def source(self, modality: str) -> FeatureSource:
+        features, order = self.features[modality], self.order
+        order_hash = hashlib.sha256(order.tobytes()).hexdigest()[:16]
+        return FeatureSource(key=f"ave_avvp:{self.fingerprints[modality]}:{order_hash}:{modality}", modality=modality,
+                             n_items=len(order), batches=lambda size: features.iter_rows(order, size),
+                             where=str(features.path), part="clips of ave_avvp_order.h5")
+
+
+def check_classes(classes: list[str], label_map: LabelMap, path: Path) -> None:
+    """Every class of the list must be a target class of the label map."""
+    unmapped = [c for c in classes if c not in label_map.backward()]
+    if unmapped:
+        raise CmgError(f"{path}: class {unmapped[0]!r} has no AVE class in label map {label_map.label} "
+                       f"({label_map.path}), expected only mapped classes")
+
+
+@register_task("ave_avvp")
+class AveAvvp(Task):
+    """A localization head trained on AVE (12 shared classes), scored on AVVP clips of another modality."""
+
+    name = "ave_avvp"
+    version = "1"
+    primary_metric = "seg_f1"
+    metrics = LOCALIZATION_METRICS
+    directions = (("video", "audio"), ("audio", "video"), ("video", "video"), ("audio", "audio"))
+    defaults = dict(LOCALIZATION_DEFAULTS)
+
+    def load(self, data_root: Path) -> AveAvvpData:
+        data_root = Path(data_root)
+        root, ave = data_root / "AVE_AVVP", data_root / "AVE-ECCV18-master" / "data"
+        classes = read_class_list(root / "AVE_AVVP_Categories.txt", N_CLASSES, "AVE->AVVP")
+        label_map = read_label_map("ave_avvp")
+        check_classes(classes, label_map, root / "AVE_AVVP_Categories.txt")
+        features = {m: H5Array(ave / name, "avadataset", tail, what=f"AVE {m} features")
+                    for m, (name, tail) in FEATURE_FILES.items()}
+        labels_file = H5Array(root / "ave_avvp_labels.h5", "avadataset", (STEPS, N_CLASSES + 1),
+                              what="AVE segment labels over the AVE->AVVP classes")
+        n_clips = len(features["video"])
+        for array in (features["audio"], labels_file):
+            if len(array) != n_clips:
+                raise CmgError(f"{array.path}: {len(array)} clips, expected {n_clips} as in {features['video'].path}")
+        order = read_order(root / "ave_avvp_order.h5", n_clips)
+        labels = labels_file.read_rows(order)
+        labels_file.close()
+        clip_class = labels[:, :, :N_CLASSES].max(1).argmax(1)
+        selection = assign_folds([str(i) for i in order], SELECTION_FOLDS, "ave_avvp", clip_class) == 0
+        streams = {m: load_stream(root / f"AVE_AVVP_eval_{stream}_checked_combined.csv", classes,
+                                  data_root / "AVVP" / "feature", m) for m, stream in STREAMS.items()}
+        return AveAvvpData(root, classes, features, order, labels, selection,
+                           {m: fingerprint(a.path) for m, a in features.items()}, streams, label_map, N_AVE_CLASSES)
+
+    def files(self, data: AveAvvpData) -> list[Path]:
+        return [data.root / "AVE_AVVP_Categories.txt", data.root / "ave_avvp_labels.h5", data.root / "ave_avvp_order.h5",
+                *(a.path for a in data.features.values()), data.label_map.path, *stream_files(data.streams)]
+
+    def about(self, data: AveAvvpData) -> dict:
+        """Coverage of the label map: classes kept, clips per mapped class on both sides."""
+        ave_name = data.label_map.backward()
+        ave_clips_any = data.labels[:, :, :N_CLASSES].max((1, 2))
+        ave_clips = data.labels[:, :, :N_CLASSES].max(1).sum(0)
+        stream_clips = {STREAMS[m]: s.table.labels[:, :, :N_CLASSES].max(1).sum(0) for m, s in data.streams.items()}
+        return {"label_map": data.label_map.label,
+                "classes_kept": f"{len(data.classes)} of {data.ave_classes} AVE, {len(data.classes)} of "
+                                f"{N_AVVP_CLASSES} AVVP",
+                "ave_clips": len(data.order), "ave_clips_background_only": int((ave_clips_any == 0).sum()),
+                "selection_clips": int(data.selection.sum()),
+                "avvp_clips": {STREAMS[m]: len(s.table.names) for m, s in data.streams.items()},
+                "clips_per_class": {f"{c} ({ave_name[c]})": {"ave": int(ave_clips[i]),
+                                                              **{k: int(v[i]) for k, v in stream_clips.items()}}
+                                    for i, c in enumerate(data.classes)}}
+
+    def epochs(self, job: SourceRun) -> int:
+        if job.protocol == "paper":
+            return max(int(job.settings["epochs"]) - (job.checkpoint_epoch + 1), 0)
+        return int(job.settings["epochs"])
+
+    def rescore(self, data: AveAvvpData, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+        return rescore_localization(predictions)
+
+    def run_source(self, job: SourceRun) -> dict[str, Scored]:
+        data: AveAvvpData = job.data
+        x_ave = job.embed(data.source(job.source))
+        targets = {t: (job.embed(data.streams[t].source("avvp", t)), data.streams[t].table.labels)
+                   for t in job.targets}
+        if job.protocol == "paper":
+            # ave_avvp.py keeps the epoch with the best F1 and clips alpha with the other modules
+            return fit_paper(job, x_ave, data.labels, targets, "legacy_f1", clip_loss=True)
+        head = fit_selected(job, x_ave[~data.selection], data.labels[~data.selection], x_ave[data.selection],
+                            data.labels[data.selection], int(job.settings["epochs"]))
+        batch = int(job.settings["batch_size"])
+        return {t: localization_scored(labels, detect(head, inputs), np.arange(len(labels)), batch)
+                for t, (inputs, labels) in targets.items()}

@@ -1,0 +1,25 @@
+"""Clotho evaluation zero-shot audio-text retrieval (reference-protocol.md 3.6), every clip and caption used.
+
+Data: `clotho2.1/clotho_captions_evaluation.csv` (`file_name`, `caption_1` .. `caption_5`) and
+`clotho2.1/feature/zip/<file_name without extension>.zip` (one pickled (T,128) array);
+optional `clotho2.1/text_tokens.h5`.
+"""
+
+from __future__ import annotations
+
+from cmg_eval.data.captions import read_clotho
+from cmg_eval.registry import register_task
+from cmg_eval.retrieval import RetrievalTask
+
+
+@register_task("clotho_at")
+class ClothoAudioText(RetrievalTask):
+    """A->T (a clip finds any of its five captions) and T->A (a caption finds its clip)."""
+
+    name = "clotho_at"
+    directions = (("audio", "text"), ("text", "audio"))
+    item_modality = "audio"
+    folder = "clotho2.1"
+    caption_file = "clotho_captions_evaluation.csv"
+    zip_folder = "feature/zip"
+    read_captions = staticmethod(read_clotho)
