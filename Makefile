@@ -22,7 +22,7 @@ test: install
 demo: install
 	$(BIN)/cmg-eval data synth --out $(DEMO)/data --size small --seed 0
 	$(BIN)/cmg-eval ckpt init dcid --out $(DEMO)/random-dcid.pt --seed 0
-	$(BIN)/cmg-eval run ave --ckpt oracle=$(DEMO)/data/oracle.pt --ckpt random=$(DEMO)/random-dcid.pt \
+	$(BIN)/cmg-eval run all --ckpt oracle=$(DEMO)/data/oracle.pt --ckpt random=$(DEMO)/random-dcid.pt \
 		--data-root $(DEMO)/data --out $(DEMO)/report --cache-dir $(DEMO)/cache
 
 # The CI regression gate: evaluate the oracle and a random DCID on tiny synthetic data

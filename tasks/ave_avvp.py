@@ -1,6 +1,7 @@
 """AVE -> AVVP cross-dataset, cross-modal localization (reference-protocol.md 3.3), the whole task in one file.
 
-Train data: AVE features (`AVE-ECCV18-master/data/{visual,audio}_feature.h5`) with the 12-class labels
+Train data: AVE features (`AVE-ECCV18-master/data/{visual,audio}_feature.h5`, read by the AVE task's reader and
+encoded split by split as it does, so both tasks share cache entries) with the 12-class labels
 `AVE_AVVP/ave_avvp_labels.h5` (`avadataset`, rows aligned with the AVE arrays) of the clips in
 `AVE_AVVP/ave_avvp_order.h5` (`order`). Test data: `AVE_AVVP/AVE_AVVP_eval_{audio,visual}_checked_combined.csv`
 with the AVVP feature zips. Class list `AVE_AVVP/AVE_AVVP_Categories.txt`, checked against the versioned
@@ -17,11 +18,10 @@ import numpy as np
 
 from cmg_eval.data.annotations import LabelMap, assign_folds, read_class_list, read_label_map
 from cmg_eval.data.h5 import H5Array
-from cmg_eval.data.manifest import fingerprint
 from cmg_eval.errors import CmgError
 from cmg_eval.registry import register_task
 from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
-from tasks.ave import FEATURE_FILES, read_order
+from tasks.ave import Ave, AveData, read_order
 from tasks.avvp import N_CLASSES as N_AVVP_CLASSES
 from tasks.avvp import (LOCALIZATION_DEFAULTS, LOCALIZATION_METRICS, STREAMS, Stream, detect, fit_paper,
                         fit_selected, load_stream, localization_scored, rescore_localization, stream_files)
@@ -38,21 +38,32 @@ class AveAvvpData:
 
     root: Path
     classes: list[str]
-    features: dict[str, H5Array]    # AVE features, all clips
+    ave: AveData                    # the AVE release: features of every clip, split orders
     order: np.ndarray               # AVE clips used
     labels: np.ndarray              # (len(order), 10, 13) float32
     selection: np.ndarray           # (len(order),) True for the 20% selection fold
-    fingerprints: dict[str, str]
     streams: dict[str, Stream]      # AVVP test clips per modality
     label_map: LabelMap
     ave_classes: int
 
     def source(self, modality: str) -> FeatureSource:
-        features, order = self.features[modality], self.order
+        features, order = self.ave.features[modality], self.order
         order_hash = hashlib.sha256(order.tobytes()).hexdigest()[:16]
-        return FeatureSource(key=f"ave_avvp:{self.fingerprints[modality]}:{order_hash}:{modality}", modality=modality,
-                             n_items=len(order), batches=lambda size: features.iter_rows(order, size),
+        return FeatureSource(key=f"ave_avvp:{self.ave.fingerprints[modality]}:{order_hash}:{modality}",
+                             modality=modality, n_items=len(order), batches=lambda size: features.iter_rows(order, size),
                              where=str(features.path), part="clips of ave_avvp_order.h5")
+
+    def embed_ave(self, job: SourceRun, modality: str) -> np.ndarray:
+        """Embeddings of the order's clips; encoded split by split as the AVE task encodes them when its splits
+        cover them (one cache entry then serves both tasks), else as a source of their own."""
+        where: dict[int, tuple[str, int]] = {}
+        for split, clips in self.ave.orders.items():
+            for row, clip in enumerate(clips.tolist()):
+                where.setdefault(clip, (split, row))
+        if not all(clip in where for clip in self.order.tolist()):
+            return job.embed(self.source(modality))
+        encoded = {split: job.embed(self.ave.source(modality, split)) for split in self.ave.orders}
+        return np.stack([encoded[split][row] for split, row in (where[clip] for clip in self.order.tolist())])
 
 
 def check_classes(classes: list[str], label_map: LabelMap, path: Path) -> None:
@@ -76,18 +87,17 @@ class AveAvvp(Task):
 
     def load(self, data_root: Path) -> AveAvvpData:
         data_root = Path(data_root)
-        root, ave = data_root / "AVE_AVVP", data_root / "AVE-ECCV18-master" / "data"
+        root = data_root / "AVE_AVVP"
         classes = read_class_list(root / "AVE_AVVP_Categories.txt", N_CLASSES, "AVE->AVVP")
         label_map = read_label_map("ave_avvp")
         check_classes(classes, label_map, root / "AVE_AVVP_Categories.txt")
-        features = {m: H5Array(ave / name, "avadataset", tail, what=f"AVE {m} features")
-                    for m, (name, tail) in FEATURE_FILES.items()}
+        ave = Ave().load(data_root)
         labels_file = H5Array(root / "ave_avvp_labels.h5", "avadataset", (STEPS, N_CLASSES + 1),
                               what="AVE segment labels over the AVE->AVVP classes")
-        n_clips = len(features["video"])
-        for array in (features["audio"], labels_file):
-            if len(array) != n_clips:
-                raise CmgError(f"{array.path}: {len(array)} clips, expected {n_clips} as in {features['video'].path}")
+        n_clips = len(ave.features["video"])
+        if len(labels_file) != n_clips:
+            raise CmgError(f"{labels_file.path}: {len(labels_file)} clips, expected {n_clips} as in "
+                           f"{ave.features['video'].path}")
         order = read_order(root / "ave_avvp_order.h5", n_clips)
         labels = labels_file.read_rows(order)
         labels_file.close()
@@ -95,12 +105,11 @@ class AveAvvp(Task):
         selection = assign_folds([str(i) for i in order], SELECTION_FOLDS, "ave_avvp", clip_class) == 0
         streams = {m: load_stream(root / f"AVE_AVVP_eval_{stream}_checked_combined.csv", classes,
                                   data_root / "AVVP" / "feature", m) for m, stream in STREAMS.items()}
-        return AveAvvpData(root, classes, features, order, labels, selection,
-                           {m: fingerprint(a.path) for m, a in features.items()}, streams, label_map, N_AVE_CLASSES)
+        return AveAvvpData(root, classes, ave, order, labels, selection, streams, label_map, N_AVE_CLASSES)
 
     def files(self, data: AveAvvpData) -> list[Path]:
         return [data.root / "AVE_AVVP_Categories.txt", data.root / "ave_avvp_labels.h5", data.root / "ave_avvp_order.h5",
-                *(a.path for a in data.features.values()), data.label_map.path, *stream_files(data.streams)]
+                *Ave().files(data.ave), data.label_map.path, *stream_files(data.streams)]
 
     def about(self, data: AveAvvpData) -> dict:
         """Coverage of the label map: classes kept, clips per mapped class on both sides."""
@@ -128,7 +137,7 @@ class AveAvvp(Task):
 
     def run_source(self, job: SourceRun) -> dict[str, Scored]:
         data: AveAvvpData = job.data
-        x_ave = job.embed(data.source(job.source))
+        x_ave = data.embed_ave(job, job.source)
         targets = {t: (job.embed(data.streams[t].source("avvp", t)), data.streams[t].table.labels)
                    for t in job.targets}
         if job.protocol == "paper":

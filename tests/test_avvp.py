@@ -133,6 +133,25 @@ def test_ave_avvp_refuses_a_class_outside_the_label_map(micro_clip_data, tmp_pat
         AveAvvp().load(root)
 
 
+def test_ave_clips_are_encoded_through_the_ave_task_splits(micro_clip_data):
+    data = AveAvvp().load(micro_clip_data)
+    keys = []
+
+    class Job:
+        @staticmethod
+        def embed(source):
+            keys.append(source.key)
+            return np.concatenate(list(source.batches(16)))
+
+    expected = data.ave.features["audio"].read_rows(data.order)
+    np.testing.assert_array_equal(data.embed_ave(Job, "audio"), expected)
+    assert sorted(keys) == sorted(data.ave.source("audio", split).key for split in ("train", "val", "test"))
+    del data.ave.orders["test"]   # clips outside the AVE splits: one source of their own
+    keys.clear()
+    np.testing.assert_array_equal(data.embed_ave(Job, "audio"), expected)
+    assert len(keys) == 1 and keys[0].startswith("ave_avvp:")
+
+
 # ------------------------------------------------------------------------------------------ heads and protocols
 
 

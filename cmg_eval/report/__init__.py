@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 
 from cmg_eval.io import write_text
@@ -23,11 +24,25 @@ def write_tables(out: str | Path, document: dict[str, Any]) -> None:
     write_text(out / "index.html", html_report(document, out))
 
 
-def rich_table(document: dict[str, Any]) -> Table:
+def rich_table(document: dict[str, Any]) -> Group:
+    """One terminal table per task (rows = models, columns = directions), then the averages."""
     header, body = primary_grid(document, bold=lambda s: f"[bold]{s}[/bold]")
-    table = Table(title=f"cmg-eval ({document['meta']['protocol']} protocol, primary metrics)", caption=LEGEND)
-    for i, name in enumerate(header):
-        table.add_column(name, justify="left" if i == 0 else "right")
+    tables = []
+    tasks = list(dict.fromkeys(name.split(" ")[0] for name in header[1:-1]))
+    for task in tasks:
+        columns = [i for i, name in enumerate(header) if name.split(" ")[0] == task and i not in (0, len(header) - 1)]
+        metric = document["meta"]["tasks"][task]["primary_metric"]
+        table = Table(title=f"{task} ({metric})", title_justify="left")
+        table.add_column("model")
+        for i in columns:
+            table.add_column(header[i].split(" ", 1)[1], justify="right")
+        for row in body:
+            table.add_row(row[0], *(row[i] for i in columns))
+        tables.append(table)
+    summary = Table(title=f"average over cross-modal columns ({document['meta']['protocol']} protocol)",
+                    title_justify="left", caption=LEGEND)
+    summary.add_column("model")
+    summary.add_column(header[-1], justify="right")
     for row in body:
-        table.add_row(*row)
-    return table
+        summary.add_row(row[0], row[-1])
+    return Group(*tables, summary)
