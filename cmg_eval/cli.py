@@ -413,7 +413,8 @@ def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assig
     from cmg_eval.train.trainer import pretrain
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=err_console)
+                        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=err_console,
+                        transient=True)
     bar = progress.add_task(f"pretrain {method} ({preset})", total=None, losses="")
 
     def started(trainer) -> None:
@@ -426,8 +427,9 @@ def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assig
     with progress:
         ckpt = pretrain(method, data_root, out, preset, assignments, report, started)
     layer2 = f", layer 2 from step {ckpt['layer2_start_step']}" if ckpt.get("layer2_start_step") is not None else ""
+    losses = " ".join(f"{k} {v:.3g}" for k, v in ckpt["losses"].items())
     console.print(f"wrote {method} checkpoint ({preset}, step {ckpt['total_step']} of {ckpt['steps']}{layer2}, "
-                  f"{ckpt['train_seconds']:.0f} s of training) to {out}")
+                  f"{ckpt['train_seconds']:.0f} s of training; last losses: {losses}) to {out}")
 
 
 @main.command("codebook")

@@ -128,3 +128,15 @@ def test_report_files_and_self_contained_html(two_runs):
     latex = (run / "table.tex").read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex and "model" in latex
     assert "average" in (run / "table.md").read_text()
+
+
+def test_oracle_baseline_against_random_run_fails(two_runs, random_dcid, micro_data, tmp_path):
+    """The same row label, a worse encoder: the gate exits 1 and names the failing rows."""
+    baseline = json.loads((two_runs / "first" / "results.json").read_text())
+    result = cli("run", "ave", "--ckpt", f"model={random_dcid}", "--data-root", micro_data, "--out", tmp_path / "rand",
+                 "--cache-dir", tmp_path / "cache", "--set", "epochs=3", "--seeds", "2", "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    (tmp_path / "base.json").write_text(json.dumps(baseline))
+    gated = cli("compare", tmp_path / "base.json", tmp_path / "rand" / "results.json")
+    assert gated.exit_code == 1
+    assert "model ave V->A" in gated.output and "model ave A->V" in gated.output

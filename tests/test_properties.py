@@ -49,3 +49,50 @@ def test_h5_rows_in_any_order(tmp_path_factory, rows, tail, data, dtype):
     batches = list(array.iter_rows(indices, data.draw(st.integers(1, 7))))
     assert sum(len(b) for b in batches) == len(indices)
     array.close()
+
+
+@st.composite
+def tie_patterns(draw):
+    """A small gallery whose scores tie often, and a non-empty set of positives."""
+    size = draw(st.integers(1, 7))
+    levels = draw(st.integers(1, 3))
+    scores = np.array(draw(st.lists(st.integers(0, levels - 1), min_size=size, max_size=size)), float)
+    positives = draw(st.lists(st.integers(0, size - 1), min_size=1, max_size=size, unique=True))
+    return scores, positives
+
+
+@settings(max_examples=60, deadline=None)
+@given(tie_patterns())
+def test_retrieval_expectations_against_every_tie_order(pattern):
+    from cmg_eval.metrics.retrieval import pad_positives, per_query
+    from test_retrieval_metrics import brute_force
+
+    scores, positives = pattern
+    ks, map_k = (1, 2, 5), 3
+    got = per_query(scores[None], pad_positives([positives]), ks, map_k)
+    ours = [float(got["rank"][0]), *(float(got[f"r{k}"][0]) for k in ks), float(got[f"map{map_k}"][0])]
+    assert 1 <= ours[0] <= len(scores)
+    assert all(0 <= value <= 1 for value in ours[1:])  # per query: probabilities
+    np.testing.assert_allclose(ours, brute_force(scores, np.array(positives), ks, map_k), atol=1e-9)
+
+
+@st.composite
+def segment_labels(draw):
+    clips, steps, classes = draw(st.integers(1, 6)), draw(st.integers(1, 10)), draw(st.integers(2, 5))
+    shape = (clips, steps, classes)
+    y_true = draw(arrays(np.int64, shape, elements=st.integers(0, 1)))
+    y_pred = draw(arrays(np.int64, shape, elements=st.integers(0, 1)))
+    return y_true, y_pred
+
+
+@settings(max_examples=50, deadline=None)
+@given(segment_labels())
+def test_localization_within_bounds(pair):
+    from cmg_eval.metrics.localization import localization
+
+    y_true, y_pred = pair
+    values = localization(y_true, y_pred)
+    assert all(0.0 <= v <= 100.0 for v in values.values() if v == v)
+    perfect = localization(y_true, y_true)
+    if y_true[..., :-1].any():  # the last column is background, outside seg_f1
+        assert perfect["seg_f1"] == 100.0
