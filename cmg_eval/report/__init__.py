@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from cmg_eval.io import write_text
 from cmg_eval.report.html import html_report
@@ -39,10 +40,9 @@ def rich_table(document: dict[str, Any]) -> Group:
         for row in body:
             table.add_row(row[0], *(row[i] for i in columns))
         tables.append(table)
-    summary = Table(title=f"average over cross-modal columns ({document['meta']['protocol']} protocol)",
-                    title_justify="left", caption=LEGEND)
+    summary = Table(title=f"average ({document['meta']['protocol']} protocol)", title_justify="left")
     summary.add_column("model")
     summary.add_column(header[-1], justify="right")
     for row in body:
         summary.add_row(row[0], row[-1])
-    return Group(*tables, summary)
+    return Group(*tables, summary, Text(LEGEND))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,10 +63,16 @@ def primary_cells(document: dict[str, Any]) -> dict[str, dict[tuple[str, str], C
     return cells
 
 
+def averaged(document: dict[str, Any], task: str) -> bool:
+    """Classification and localization columns enter the average; retrieval recalls do not (as in the papers)."""
+    return not re.fullmatch(r"r\d+|map\d+|medr|meanr", document["meta"]["tasks"][task]["primary_metric"])
+
+
 def averages(document: dict[str, Any]) -> dict[str, float | None]:
-    """Per model, the mean primary value over cross-modal columns (what the papers' average column holds)."""
+    """Per model, the mean primary value over cross-modal head-based columns (the papers' average column)."""
     out = {}
     for model, row in primary_cells(document).items():
-        cross = [c.value for (task, direction), c in row.items() if direction[0] != direction[-1]]
+        cross = [c.value for (task, direction), c in row.items()
+                 if direction[0] != direction[-1] and averaged(document, task)]
         out[model] = sum(cross) / len(cross) if cross else None
     return out

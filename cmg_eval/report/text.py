@@ -60,8 +60,8 @@ def markdown_report(document: dict[str, Any]) -> str:
         "# cmg-eval results", "",
         f"protocol `{meta['protocol']}`, head seeds {meta['seeds']}, data manifest `{meta['data']['manifest_hash'][:12]}`,"
         f" cmg-eval {meta['versions']['cmg_eval']} ({meta.get('git_commit') or 'no git'})", "",
-        "Primary metric per task and direction (mean ± std over head seeds; the average is over cross-modal "
-        "columns).", "",
+        "Primary metric per task and direction (mean ± std over head seeds; the average is over the cross-modal "
+        "columns of the classification and localization tasks, not retrieval).", "",
         markdown(*primary_grid(document, bold=lambda s: f"**{s}**")),
         LEGEND, "",
         "## All metrics", "",

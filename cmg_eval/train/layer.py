@@ -68,7 +68,7 @@ def run_layer(layer: Layer, inputs: dict[str, torch.Tensor], targets: dict[str, 
             layer.clubs[m].fit(quantized.vq[m], specific[m][1], mi_iters)
             estimates.append(layer.clubs[m].estimate(quantized.vq[m], specific[m][1]))
         losses["mi"] = sum(estimates)
-        mi = float(losses["mi"])
+        mi = float(losses["mi"].detach())
         if clamp_mi:  # a negative estimate only means q is off; pushing it lower drives the features apart
             losses["mi"] = losses["mi"].clamp_min(0)
     if weights["cpc"]:

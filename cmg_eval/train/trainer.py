@@ -135,7 +135,7 @@ class Trainer:
         self.optimizer.step()
         for update in result.updates:
             update()
-        return {k: float(v) for k, v in result.losses.items()}, result.logs
+        return {k: float(v.detach()) for k, v in result.losses.items()}, result.logs
 
     def run(self, report: Callable[[Progress], None] = lambda _: None) -> dict[str, Any]:
         """Train up to the target step count, saving every `save_every` steps and at the end."""
