@@ -22,6 +22,16 @@ sys.path.insert(0, str(Path(__file__).parent))  # so `--encoder user_models:fact
 MICRO_COUNTS = (48, 16, 16)  # 80 clips
 
 
+class CreatesFile:
+    """A pickle payload whose loading would create a file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CMG_EVAL_CACHE", str(tmp_path / "default-cache"))

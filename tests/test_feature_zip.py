@@ -11,19 +11,9 @@ import pytest
 from cmg_eval.data.clipzips import ClipZips, fit_steps
 from cmg_eval.data.zipfeat import read_feature_zip, write_feature_zip
 from cmg_eval.errors import CmgError
-from conftest import cli
+from conftest import CreatesFile, cli
 
 FAST = ["--set", "epochs=1", "--seeds", "1", "--bootstrap", "0"]
-
-
-class CreatesFile:
-    """A pickle payload whose loading would create a file."""
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 @pytest.fixture
