@@ -177,13 +177,22 @@ def ckpt_init(encoder: str, out: Path, seed: int) -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @click.option("--readout", default=None)
 @click.option("--encoder", default=None)
-def embed(ckpt_path: str, modality: str, inputs: Path, out: Path, readout: str | None, encoder: str | None) -> None:
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the encoder runs; the outputs are written the same way.")
+def embed(ckpt_path: str, modality: str, inputs: Path, out: Path, readout: str | None, encoder: str | None,
+          device: str) -> None:
     """Write an encoder's outputs (vq, pre_vq, indices) for given inputs to an npz."""
+    import dataclasses
+
     from cmg_eval.embed import embed_arrays, read_inputs, write_outputs
+    from cmg_eval.embedder import DeviceEncoder, check_device
     from cmg_eval.encoders.loading import load_model
 
+    check_device(device)
     spec = f"@{readout}={ckpt_path}" if readout else ckpt_path
     model = load_model(spec, encoder)
+    if device != "cpu":
+        model = dataclasses.replace(model, encoder=DeviceEncoder(model.encoder, device))
     outputs = embed_arrays(model, modality, read_inputs(inputs, modality))
     write_outputs(out, outputs)
     console.print(f"wrote {', '.join(f'{k} {tuple(v.shape)}' for k, v in outputs.items())} to {out}")
@@ -209,16 +218,22 @@ def embed(ckpt_path: str, modality: str, inputs: Path, out: Path, readout: str |
               help="I/N: run every N-th job from the I-th (default: SLURM array or RANK/WORLD_SIZE, else 0/1).")
 @click.option("--directions", default=None, help="Only these directions, e.g. V->A,A->V.")
 @click.option("--allow-nonfinite", is_flag=True, help="Set NaN/inf input features to 0 (counted in the report).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where encoders and heads run (cuda: a GPU torch sees); embeddings are cached on the CPU.")
 def run_command(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
                 protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
-                bootstrap: int, shard_spec: str | None, directions: str | None, allow_nonfinite: bool) -> None:
+                bootstrap: int, shard_spec: str | None, directions: str | None, allow_nonfinite: bool,
+                device: str) -> None:
     """Evaluate checkpoints on TASKS (comma-separated names or `all`)."""
+    from cmg_eval.embedder import check_device
     from cmg_eval.runner import run
 
+    check_device(device)  # before anything is loaded or generated
     config = run_config(tasks, checkpoints, encoder, data_root, out, protocol, seeds, assignments, cache_dir,
                         bootstrap)
     config.directions = [d.strip() for d in directions.split(",") if d.strip()] if directions else None
     config.allow_nonfinite = allow_nonfinite
+    config.device = device
     index, count = parse_shard(shard_spec)
     document = run(config, progress_bar(), index, count)
     if document is None:
@@ -271,11 +286,11 @@ def show_run(document: dict, out: Path) -> None:
 @click.option("--ckpt", "ckpt_path", default=None, help="DCID-layout checkpoint (default: a random-init DCID).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 def bench_command(data_root: Path, out: Path, ckpt_path: str | None, epochs: int) -> None:
-    """Time cmg-eval's paper protocol against the pinned reference-style loop (AVE)."""
+    """Time cmg-eval's paper protocol against the pinned reference-style loop (AVE and AVVP)."""
     import json
     import tempfile
 
-    from cmg_eval.bench import bench_ave
+    from cmg_eval.bench import run_bench
     from cmg_eval.encoders.dcid import DcidEncoder
     from cmg_eval.encoders.loading import load_model
     from cmg_eval.io import save_checkpoint, write_json
@@ -285,7 +300,7 @@ def bench_command(data_root: Path, out: Path, ckpt_path: str | None, epochs: int
             ckpt_path = str(Path(scratch) / "random-dcid.pt")
             save_checkpoint(DcidEncoder.init_checkpoint(seed=0), ckpt_path)
         model = load_model(ckpt_path)
-        result = bench_ave(data_root, model, epochs, log=lambda line: err_console.print(line))
+        result = run_bench(data_root, model, epochs, log=lambda line: err_console.print(line))
     write_json(out, result)
     console.print_json(json.dumps(result))
 
@@ -410,11 +425,13 @@ def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assig
     """Pretrain METHOD (see `cmg-eval ls methods`) on VGGSound-AVEL40k into a checkpoint."""
     from rich.progress import TimeRemainingColumn
 
+    from cmg_eval.train.distributed import env_world
     from cmg_eval.train.trainer import pretrain
 
+    rank, world = env_world()  # under torchrun only rank 0 shows progress and the result
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=err_console,
-                        transient=True)
+                        transient=True, disable=rank != 0)
     bar = progress.add_task(f"pretrain {method} ({preset})", total=None, losses="")
 
     def started(trainer) -> None:
@@ -426,10 +443,13 @@ def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assig
 
     with progress:
         ckpt = pretrain(method, data_root, out, preset, assignments, report, started)
+    if rank != 0:
+        return
     layer2 = f", layer 2 from step {ckpt['layer2_start_step']}" if ckpt.get("layer2_start_step") is not None else ""
     losses = " ".join(f"{k} {v:.3g}" for k, v in ckpt["losses"].items())
     console.print(f"wrote {method} checkpoint ({preset}, step {ckpt['total_step']} of {ckpt['steps']}{layer2}, "
-                  f"{ckpt['train_seconds']:.0f} s of training; last losses: {losses}) to {out}")
+                  f"{ckpt['train_seconds']:.0f} s of training{f' on {world} processes' if world > 1 else ''}; "
+                  f"last losses: {losses}) to {out}")
 
 
 @main.command("codebook")

@@ -1,4 +1,8 @@
-"""Encode a FeatureSource once per model, through the on-disk cache, checking inputs and outputs."""
+"""Encode a FeatureSource once per model, through the on-disk cache, checking inputs and outputs.
+
+With `device="cuda"` the encoder's modules and tensors move to the GPU and each batch is encoded
+there; the embeddings come back to the CPU before they are checked and cached.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.progress import Progress
+from torch import nn
 
 from cmg_eval.cache import EmbeddingCache, cache_key
 from cmg_eval.encoders.base import MAX_TEXT_TOKENS, LoadedModel
@@ -15,14 +20,53 @@ from cmg_eval.errors import CmgError
 from cmg_eval.task import FeatureSource
 
 ENCODER_CACHE_VERSION = "1"
+DEVICES = ("cpu", "cuda")
+
+
+def check_device(device: str) -> str:
+    """`cpu` or `cuda` (then a GPU must be visible to torch); float32 matmuls and convolutions stay exact
+    (no TF32), so GPU embeddings differ from CPU ones by rounding only."""
+    if device not in DEVICES:
+        raise CmgError(f"--device {device}: expected one of {', '.join(DEVICES)}")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise CmgError("--device cuda: torch sees no GPU (torch.cuda.is_available() is False); use --device cpu")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
+def move_encoder(encoder: object, device: str, seen: set[int] | None = None) -> None:
+    """Move an encoder's modules and tensor attributes (also in dicts, lists and wrapped encoders) to `device`."""
+    seen = set() if seen is None else seen
+    if id(encoder) in seen:
+        return
+    seen.add(id(encoder))
+    if isinstance(encoder, nn.Module):
+        encoder.to(device)
+        return
+    items = (encoder.items() if isinstance(encoder, dict) else enumerate(encoder) if isinstance(encoder, list)
+             else vars(encoder).items() if hasattr(encoder, "__dict__") else ())
+    for name, value in list(items):
+        if isinstance(value, torch.Tensor):
+            moved = value.to(device)
+            if isinstance(encoder, (dict, list)):
+                encoder[name] = moved
+            else:
+                setattr(encoder, name, moved)
+        elif isinstance(value, (nn.Module, dict, list)) or type(value).__module__.startswith("cmg_eval.encoders"):
+            move_encoder(value, device, seen)
 
 
 class Embedder:
     """`embedder(source) -> (N, T, D)` float32 (or (N, D) for pooled sources), encoded at most once."""
 
     def __init__(self, model: LoadedModel, cache: EmbeddingCache, batch_size: int, progress: Progress,
-                 mask_nonfinite: bool = False):
+                 mask_nonfinite: bool = False, device: str = "cpu"):
         self.model = model
+        self.device = device
+        if device != "cpu":
+            move_encoder(model.encoder, device)
         self.cache = cache
         self.batch_size = batch_size
         self.progress = progress
@@ -32,7 +76,8 @@ class Embedder:
 
     def __call__(self, source: FeatureSource) -> np.ndarray:
         key = cache_key(ENCODER_CACHE_VERSION, self.model.identity, source.key, "pooled" if source.pool else "steps",
-                        "masked" if self.mask_nonfinite else "strict")
+                        "masked" if self.mask_nonfinite else "strict",
+                        *([] if self.device == "cpu" else [self.device]))  # GPU embeddings: their own entries
         cached = self.cache.load(key)
         if cached is not None:
             return cached
@@ -63,7 +108,8 @@ class Embedder:
                 batch = np.nan_to_num(batch, nan=0.0, posinf=0.0, neginf=0.0)
                 self.masked[source.key] = self.masked.get(source.key, 0) + len(bad_items)
             with torch.inference_mode():
-                out = encoder.encode(source.modality, torch.from_numpy(np.ascontiguousarray(batch)), readout)
+                out = encoder.encode(source.modality, torch.from_numpy(np.ascontiguousarray(batch)).to(self.device),
+                                     readout).cpu()
             steps = {batch.shape[1], MAX_TEXT_TOKENS} if source.modality == "text" else {batch.shape[1]}
             if out.dim() != 3 or out.shape[0] != len(batch) or out.shape[2] != dim or out.shape[1] not in steps:
                 raise CmgError(f"encoder {self.model.label!r}: {source.modality} output shape {tuple(out.shape)}, "
@@ -79,3 +125,21 @@ class Embedder:
         if done != source.n_items:
             raise CmgError(f"{source.where}: read {done} {source.modality} items, expected {source.n_items}")
         return np.concatenate(parts) if parts else np.empty((0, dim) if source.pool else (0, 0, dim), np.float32)
+
+
+class DeviceEncoder:
+    """An encoder moved to `device` that takes and returns CPU tensors (for `cmg-eval embed`)."""
+
+    def __init__(self, encoder: object, device: str):
+        move_encoder(encoder, device)
+        self._encoder, self._device = encoder, device
+
+    def __getattr__(self, name: str):
+        return getattr(self._encoder, name)
+
+    def encode(self, modality: str, feats: torch.Tensor, readout: str | None = None) -> torch.Tensor:
+        return self._encoder.encode(modality, torch.as_tensor(feats).to(self._device), readout).cpu()
+
+    def encode_indices(self, modality: str, feats: torch.Tensor) -> torch.Tensor | None:
+        out = self._encoder.encode_indices(modality, torch.as_tensor(feats).to(self._device))
+        return None if out is None else out.cpu()

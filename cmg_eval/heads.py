@@ -1,4 +1,8 @@
-"""Downstream heads and their seeded trainer (on cached embeddings, never on raw features)."""
+"""Downstream heads and their seeded trainer (on cached embeddings, never on raw features).
+
+Heads train on the CPU unless a run asks for another device (`on_device`); embeddings stay numpy
+arrays on the CPU and batches move to the head's device, predictions come back as numpy.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,20 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from torch import nn
+
+CPU = torch.device("cpu")
+_DEVICE = CPU  # where `train` puts heads; set for a run by `on_device`
+
+
+@contextmanager
+def on_device(device: str | torch.device) -> Iterator[None]:
+    """Meanwhile `train` moves heads, loss modules and batches to `device`."""
+    global _DEVICE
+    previous, _DEVICE = _DEVICE, torch.device(device)
+    try:
+        yield
+    finally:
+        _DEVICE = previous
 
 
 class SemanticDecoder(nn.Module):
@@ -45,7 +63,8 @@ def seeded_head(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
 def predict(head: nn.Module, inputs: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Head outputs for all inputs, in eval mode."""
     head.eval()
-    outputs = [head(torch.from_numpy(np.ascontiguousarray(inputs[i:i + batch_size]))).numpy()
+    device = next(head.parameters(), torch.empty(0)).device
+    outputs = [head(torch.from_numpy(np.ascontiguousarray(inputs[i:i + batch_size])).to(device)).cpu().numpy()
                for i in range(0, len(inputs), batch_size)]
     return np.concatenate(outputs) if outputs else np.empty((0,))
 
@@ -76,18 +95,27 @@ def train(head: nn.Module, inputs: np.ndarray, targets: np.ndarray, loss_fn: Cal
     A `loss_fn` module with parameters (the reference's learnable loss weights) is optimized with the head
     and clipped as its own module unless `clip_loss` is False.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU whatever the device: the same batches
+    device = _DEVICE
+    if device != CPU:
+        head.to(device)
+        if isinstance(loss_fn, nn.Module):
+            loss_fn.to(device)
     loss_params = list(loss_fn.parameters()) if isinstance(loss_fn, nn.Module) else []
     optimizer = torch.optim.Adam([*head.parameters(), *loss_params], lr=float(settings["lr"]))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(settings["milestones"]),
                                                      gamma=float(settings["gamma"]))
     x_all, y_all = torch.from_numpy(np.ascontiguousarray(inputs)), torch.from_numpy(np.ascontiguousarray(targets))
+    if device != CPU:
+        x_all, y_all = x_all.to(device), y_all.to(device)
     batch_size = int(settings["batch_size"])
     for epoch in range(int(settings["epochs"]) if epochs is None else epochs):
         head.train()
         order = torch.randperm(len(x_all), generator=generator)
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
+            if device != CPU:
+                batch = batch.to(device)
             loss = loss_fn(head(x_all[batch]), y_all[batch])
             optimizer.zero_grad()
             loss.backward()

@@ -24,10 +24,11 @@ from cmg_eval import __version__, registry
 from cmg_eval.cache import EmbeddingCache
 from cmg_eval.compare import BOOTSTRAP_SEED, SIGNIFICANCE, add_interval, compare_models
 from cmg_eval.data.manifest import manifest, manifest_hash
-from cmg_eval.embedder import Embedder
+from cmg_eval.embedder import Embedder, check_device
 from cmg_eval.encoders.base import LoadedModel
 from cmg_eval.encoders.loading import load_model
 from cmg_eval.errors import CmgError
+from cmg_eval.heads import on_device
 from cmg_eval.io import atomic_write, write_json
 from cmg_eval.jobs import Job, JobStore, fingerprint
 from cmg_eval.provenance import git_commit, peak_rss_mib, versions
@@ -57,6 +58,7 @@ class RunConfig:
     bootstrap: int = 1000      # item resamples for intervals and paired tests (0: none)
     directions: list[str] | None = None   # e.g. ["V->A", "A->V"]; None: every direction of each task
     allow_nonfinite: bool = False         # set non-finite input features to 0 instead of refusing them
+    device: str = "cpu"                   # where encoders and heads run ("cuda": needs a GPU torch sees)
     command: list[str] = field(default_factory=lambda: list(sys.argv))
 
     def to_json(self) -> dict[str, Any]:
@@ -148,7 +150,10 @@ def job_fingerprints(plan_parts: dict[str, Any], jobs: list[Job]) -> dict[str, s
                                  "settings": plan_parts["settings"][job.task], "protocol": plan_parts["protocol"],
                                  "data": plan_parts["data_hash"], "source": job.source, "targets": job.targets,
                                  "seed": job.seed, "allow_nonfinite": plan_parts["allow_nonfinite"],
-                                 "cmg_eval": __version__}) for job in jobs}
+                                 "cmg_eval": __version__,
+                                 # GPU results are their own jobs; CPU fingerprints are as before devices existed
+                                 **({} if plan_parts.get("device", "cpu") == "cpu" else {"device": plan_parts["device"]})})
+            for job in jobs}
 
 
 def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> tuple[Plan, list[LoadedModel]]:
@@ -169,7 +174,7 @@ def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> 
     jobs, skipped = plan_jobs(models, tasks, seeds, config.directions)
     fingerprints = job_fingerprints({"models": models, "tasks": tasks, "settings": settings,
                                      "protocol": config.protocol, "data_hash": manifest_hash(files),
-                                     "allow_nonfinite": config.allow_nonfinite}, jobs)
+                                     "allow_nonfinite": config.allow_nonfinite, "device": config.device}, jobs)
     return Plan(config, tasks, datasets, settings, seeds, models, jobs, fingerprints, skipped, files), loaded
 
 
@@ -196,13 +201,14 @@ def execute(plan: Plan, loaded: list[LoadedModel], jobs: list[Job], store: JobSt
         started = time.perf_counter()
         model, task = models[job.model], plan.tasks[job.task]
         embedder = embedders.setdefault(job.model, Embedder(model, cache, plan.config.encode_batch, progress,
-                                                            plan.config.allow_nonfinite))
+                                                            plan.config.allow_nonfinite, plan.config.device))
         source_run = SourceRun(data=plan.datasets[job.task], source=job.source, targets=job.targets, seed=job.seed,
                                protocol=plan.config.protocol, settings=plan.settings[job.task], embed=embedder,
                                checkpoint_epoch=model.checkpoint_epoch)
         bar = progress.add_task(f"{job.model} {job.task} {job.source} seed {job.seed}", total=task.epochs(source_run))
         source_run.on_epoch = lambda bar=bar: progress.advance(bar)
-        scored = task.run_source(source_run)
+        with on_device(plan.config.device):
+            scored = task.run_source(source_run)
         store.save(job, plan.fingerprints[job.id], scored, time.perf_counter() - started)
         progress.remove_task(bar)
         progress.advance(overall)
@@ -299,6 +305,7 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
         "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files)},
         "encode_mode": "eval",
         "allow_nonfinite": config.allow_nonfinite,
+        "device": config.device,            # where encoders and heads ran (cpu or cuda)
         "bootstrap": {"resamples": config.bootstrap, "seed": BOOTSTRAP_SEED, "level": 0.95,
                       "significance": SIGNIFICANCE, "test": "paired permutation (swap per item)"},
         "skipped": plan.skipped,
@@ -326,6 +333,7 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
     started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     out = Path(config.out)
     (out / "results.json").unlink(missing_ok=True)  # a stale report must not pass for this run's
+    check_device(config.device)
     plan, loaded = make_plan(config)
     mine = shard(plan.jobs, shard_index, shard_count)
     write_plan(plan)

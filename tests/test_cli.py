@@ -153,3 +153,88 @@ def test_pickle_checkpoint_is_refused(tmp_path, micro_data):
     result = cli("check-model", "--ckpt", path)
     assert result.exit_code != 0 and "executed" not in result.output
     assert "weights_only=True" in result.output
+
+
+# ------------------------------------------------------------------------------------------ --device
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+@pytest.mark.parametrize("command", ["run", "embed"])
+def test_device_cuda_without_gpu_is_one_line_error(tmp_path, micro_data, command):
+    out = tmp_path / "out"
+    if command == "run":
+        args = ["run", "ave", "--ckpt", f"oracle={write_oracle(tmp_path)}", "--data-root", micro_data, "--out", out,
+                "--cache-dir", tmp_path / "cache"]
+    else:
+        args = ["embed", "--ckpt", tmp_path / "x.pt", "--modality", "audio", "--in", tmp_path / "in.npz", "--out", out]
+    result = cli(*args, "--device", "cuda")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: --device cuda: torch sees no GPU (torch.cuda.is_available() is False); use --device cpu"]
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_device_cpu_is_the_default_path(tmp_path, micro_data):
+    """`--device cpu` is what runs without the option: same numbers, job fingerprints and cache entries."""
+    from cmg_eval.runner import job_fingerprints
+
+    oracle = write_oracle(tmp_path)
+    documents = []
+    for name, extra in (("default", []), ("cpu", ["--device", "cpu"])):
+        result = cli("run", "ave", "--ckpt", f"oracle={oracle}", "--data-root", micro_data, "--out", tmp_path / name,
+                     "--cache-dir", tmp_path / "cache", "--set", "epochs=2", "--seeds", "1", "--bootstrap", "0", *extra)
+        assert result.exit_code == 0, result.output
+        documents.append(json.loads((tmp_path / name / "results.json").read_text()))
+    default, cpu = documents
+    assert default["meta"]["device"] == cpu["meta"]["device"] == "cpu"
+    assert [r["value"] for r in default["results"]] == [r["value"] for r in cpu["results"]]
+    assert cpu["meta"]["cache"]["misses"] == 0  # the second run reused the first one's embeddings
+
+    class Job:
+        id, model, task, source, targets, seed = "j", "m", "t", "audio", ["video"], 43
+
+    class Task:
+        version = 1
+
+    parts = {"models": [{"label": "m", "identity": "x"}], "tasks": {"t": Task()}, "settings": {"t": {}},
+             "protocol": "clean", "data_hash": "h", "allow_nonfinite": False}
+    before = job_fingerprints(parts, [Job()])  # as before --device existed
+    assert job_fingerprints({**parts, "device": "cpu"}, [Job()]) == before
+    assert job_fingerprints({**parts, "device": "cuda"}, [Job()]) != before
+
+
+def test_device_moves_keep_numbers(random_dcid, tmp_path):
+    """The code that moves encoders, heads and batches to another device, run with a device object that is
+    not `cpu` but lives on it (`cpu:0`): the numbers are the CPU ones, the cache entry is its own."""
+    from rich.progress import Progress
+
+    from cmg_eval.cache import EmbeddingCache
+    from cmg_eval.embedder import Embedder
+    from cmg_eval.encoders.loading import load_model
+    from cmg_eval.heads import SemanticDecoder, on_device, predict, seeded_head, train
+
+    class Source:
+        modality, pool, n_items, part, where, key = "audio", False, 6, "test", "memory", "k"
+
+        def batches(self, size):
+            array = example_inputs("audio", batch=6).numpy()
+            return (array[i:i + size] for i in range(0, 6, size))
+
+    outputs = []
+    for device in ("cpu", "cpu:0"):
+        cache = EmbeddingCache(tmp_path / "cache")
+        embedder = Embedder(load_model(str(random_dcid)), cache, 4, Progress(disable=True), device=device)
+        outputs.append(embedder(Source()))
+        assert cache.misses == 1
+    np.testing.assert_array_equal(*outputs)
+
+    x = np.random.default_rng(0).normal(size=(20, 10, 8)).astype(np.float32)
+    y = np.arange(20) % 3
+    settings = {"lr": 1e-2, "milestones": [1], "gamma": 0.5, "batch_size": 8, "epochs": 2, "clip_grad": 1.0}
+    heads = []
+    for device in ("cpu", "cpu:0"):
+        head = seeded_head(lambda: SemanticDecoder(8, 3), 0)
+        with on_device(device):
+            train(head, x, y, torch.nn.functional.cross_entropy, settings, 0, lambda epoch, model: None)
+        heads.append(predict(head, x))
+    np.testing.assert_array_equal(*heads)

@@ -94,8 +94,12 @@ def test_srcid_switches_layer2_on(pretrain_root, tmp_path):
     key = "audio_self_att_2.affine_matrix.weight"
     assert not torch.equal(before["Encoder_parameters"][key], after["Encoder_parameters"][key])
     assert "Decoder_2_parameters" in after and "Video_mi_net_2_parameters" in after
-    model = load_model(f"srcid@layer1={late}")
-    assert model.label == "srcid@layer1" and model.readout == "layer1"
+    layer1, concat = load_model(f"srcid@layer1={late}"), load_model(f"srcid={late}")
+    assert layer1.label == "srcid@layer1" and layer1.readout == "layer1" and concat.readout == "concat"
+    video = example_inputs("video", batch=2, steps=10)
+    first, both = layer1.encoder.encode("video", video, "layer1"), concat.encoder.encode("video", video)
+    assert both.shape[-1] == 2 * first.shape[-1] and torch.equal(both[..., :16], first)
+    assert layer1.sha256 == concat.sha256 and layer1.identity != concat.identity
 
 
 def test_srcid_falls_back_to_max_step(pretrain_root, tmp_path):

@@ -30,9 +30,9 @@ TINY = {
     **PAPER,
     "hidden": 64, "ff_dim": 128, "se_hidden": 16, "video_output_dim": 64, "audio_output_dim": 64,
     "text_output_dim": 64, "text_lstm_hidden": 32,
-    "batch_size": 32, "lr": 1e-3, "epochs": 0, "steps": 300, "mi_iters": 2,
+    "batch_size": 32, "lr": 1e-3, "epochs": 0, "steps": 800, "mi_iters": 2, "mi_weight": 0.01,
     "reset_after": 20, "reset_active_within": 5, "mi_clamp": True, "recon_steps": 2,
-    "save_every": 100,
+    "save_every": 200,
 }
 
 

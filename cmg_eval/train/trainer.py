@@ -3,6 +3,9 @@
 One Adam over the method's parts (gradient norm clipped per part, as the reference), CLUB nets with
 their own Adams inside the step, codebook EMA after the optimizer step. The batch order of each
 epoch derives from (seed, epoch), so a resumed run continues exactly where it stopped.
+
+Under `torchrun` (WORLD_SIZE > 1) every rank trains on its slice of the same global batch with
+gradients averaged across ranks (`cmg_eval.train.distributed`); only rank 0 reports and writes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from cmg_eval.encoders.loading import load_checkpoint
 from cmg_eval.errors import CmgError
 from cmg_eval.io import save_checkpoint
 from cmg_eval.train.data import PretrainSet, load_pretrain_set
+from cmg_eval.train.distributed import Ranks
 from cmg_eval.train.method import DcidMethod
 from cmg_eval.train.presets import resolve_settings, widths
 
@@ -58,8 +62,10 @@ def batch_items(seed: int, step: int, batch_size: int, n_clips: int) -> np.ndarr
 class Trainer:
     """Builds a method from settings, optionally resumes it, and runs its steps."""
 
-    def __init__(self, method_name: str, data: PretrainSet, settings: dict[str, Any], preset: str, out: Path):
+    def __init__(self, method_name: str, data: PretrainSet, settings: dict[str, Any], preset: str, out: Path,
+                 ranks: Ranks | None = None):
         self.method_name, self.data, self.settings, self.preset, self.out = method_name, data, settings, preset, out
+        self.ranks = ranks or Ranks()
         self.steps = total_steps(settings, len(data))
         torch.manual_seed(int(settings["seed"]))
         self.method: DcidMethod = registry.methods.get(method_name)(widths(settings), settings)
@@ -70,6 +76,11 @@ class Trainer:
         self.data_hash = data.manifest_hash()
         self.last_losses: dict[str, float] = {}
         self.seconds = 0.0
+        self.share = 1.0  # this rank's fraction of the step's global batch
+        if self.ranks.active:
+            for club in self.method.mi_nets().values():  # CLUB nets step inside the method's step
+                club.optimizer.register_step_pre_hook(
+                    lambda _opt, _args, _kwargs, net=club.net: self.ranks.average_grads(net.parameters(), self.share))
 
     # ---------------------------------------------------------------- checkpoints
     def checkpoint(self) -> dict[str, Any]:
@@ -85,6 +96,7 @@ class Trainer:
             "epoch": self.step // per_epoch - 1, "losses": self.last_losses,
             "train_seconds": round(self.seconds, 1), "cmg_eval_version": __version__,
             "optimizer": self.optimizer.state_dict(), "rng_state": torch.get_rng_state(),
+            "world_size": self.ranks.world,
             **{f"optimizer_{key.replace('_parameters', '').lower()}": club.optimizer.state_dict()
                for key, club in self.method.mi_nets().items()},
             **self.method.state(),
@@ -118,11 +130,15 @@ class Trainer:
         self.seconds = float(ckpt.get("train_seconds", 0.0))
 
     def save(self) -> None:
-        save_checkpoint(self.checkpoint(), self.out)
+        if self.ranks.main:
+            save_checkpoint(self.checkpoint(), self.out)
+        self.ranks.barrier()
 
     # ---------------------------------------------------------------- training
     def train_step(self) -> tuple[dict[str, float], dict[str, float]]:
         items = batch_items(int(self.settings["seed"]), self.step, int(self.settings["batch_size"]), len(self.data))
+        if self.ranks.active:
+            return self.distributed_step(items)
         result = self.method.step(self.data.batch(items), self.step)
         total = sum(result.losses.values())
         if not torch.isfinite(total):
@@ -137,11 +153,42 @@ class Trainer:
             update()
         return {k: float(v.detach()) for k, v in result.losses.items()}, result.logs
 
+    def distributed_step(self, items: np.ndarray) -> tuple[dict[str, float], dict[str, float]]:
+        """`train_step` on this rank's slice: losses and gradients averaged over ranks, rank 0's buffers,
+        method state and random state afterwards, so every rank holds the same model after every step."""
+        ranks = self.ranks
+        mine = ranks.share(items)
+        self.share = len(mine) / len(items)
+        result = self.method.step(self.data.batch(mine), self.step)
+        names = sorted(result.losses)
+        local = torch.stack([result.losses[k].detach().double().reshape(()) for k in names]) * self.share
+        losses = dict(zip(names, ranks.sum(local).tolist()))
+        total = sum(losses.values())
+        if not math.isfinite(total):
+            raise CmgError(f"pretrain {self.method_name}: loss is {total} at step {self.step} "
+                           f"({', '.join(f'{k} {v:.3g}' for k, v in losses.items())})")
+        self.optimizer.zero_grad()
+        sum(result.losses.values()).backward()
+        parameters = [p for m in self.parts.values() for p in m.parameters()]
+        ranks.average_grads(parameters, self.share)
+        for module in self.parts.values():
+            nn.utils.clip_grad_norm_(module.parameters(), float(self.settings["clip_grad"]))
+        self.optimizer.step()
+        for update in result.updates:
+            update()
+        ranks.broadcast_buffers(self.parts.values())
+        self.method.load_state(ranks.broadcast_object(self.method.state()))
+        torch.set_rng_state(ranks.broadcast_object(torch.get_rng_state()))
+        logs = ranks.broadcast_object(result.logs)
+        return {k: losses[k] for k in result.losses}, logs
+
     def run(self, report: Callable[[Progress], None] = lambda _: None) -> dict[str, Any]:
         """Train up to the target step count, saving every `save_every` steps and at the end."""
+        self.ranks.check_same("state (data hash, step)", (self.data_hash, self.step))
         if self.step >= self.steps:
             return self.checkpoint()  # already trained this far: leave the file as it is
         self.method.train(True)
+        self.ranks.broadcast_parameters([*self.parts.values(), *(c.net for c in self.method.mi_nets().values())])
         log_every, save_every = int(self.settings["log_every"]), int(self.settings["save_every"])
         running: dict[str, list[float]] = {}
         while self.step < self.steps:
@@ -154,8 +201,9 @@ class Trainer:
             if self.step % log_every == 0 or self.step == self.steps:
                 self.last_losses = {k: float(np.mean(v)) for k, v in running.items()}
                 running = {}
-                report(Progress(self.step, self.steps, self.last_losses,
-                                {k: v for k, v in logs.items() if not math.isnan(v)}))
+                if self.ranks.main:
+                    report(Progress(self.step, self.steps, self.last_losses,
+                                    {k: v for k, v in logs.items() if not math.isnan(v)}))
             if self.step % save_every == 0 and self.step < self.steps:
                 self.save()
         self.save()
@@ -169,8 +217,12 @@ def pretrain(method_name: str, data_root: str | Path, out: str | Path, preset: s
     method_cls = registry.methods.get(method_name)
     settings = resolve_settings(preset, method_cls.defaults, assignments)
     out = Path(out)
-    trainer = Trainer(method_name, load_pretrain_set(data_root), settings, preset, out)
+    ranks = Ranks.from_env()
+    trainer = Trainer(method_name, load_pretrain_set(data_root), settings, preset, out, ranks)
     if out.exists():
         trainer.resume(load_checkpoint(out))
     on_start(trainer)
-    return trainer.run(report)
+    try:
+        return trainer.run(report)
+    finally:
+        ranks.close()
