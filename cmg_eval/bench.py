@@ -1,9 +1,10 @@
 """`cmg-eval bench`: cmg-eval against the reference-style loop on the same data, checkpoint and machine.
 
-The reference-style loop is pinned as the reference AVE script runs it: float64 encoder with the
-explicit (degenerate) spatial attention, items read one at a time from h5 with no worker
-processes, batch 80, the frozen encoder re-run on every training batch of every epoch, and both
-modalities re-encoded for the evaluation pass of every epoch (which scores the train split).
+The reference-style loops are pinned as the reference AVE and AVVP scripts run them: float64 encoder with
+the explicit (degenerate) spatial attention, items read one at a time (AVE from h5, AVVP from its per-clip
+zips) with no worker processes, batch 80, the frozen encoder re-run on every training batch of every epoch,
+and both modalities re-encoded for the evaluation pass of every epoch (AVE scores the train split, AVVP
+each stream's clips).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,9 +25,10 @@ from cmg_eval.embedder import Embedder
 from cmg_eval.encoders.base import LoadedModel
 from cmg_eval.encoders.dcid import DcidEncoder, nearest_codes
 from cmg_eval.errors import CmgError
-from cmg_eval.heads import SemanticDecoder, seeded_head
+from cmg_eval.heads import SegmentDecoder, SemanticDecoder, seeded_head
+from cmg_eval.metrics import clip_counts, scores_from_counts
 from cmg_eval.provenance import peak_rss_mib
-from cmg_eval.task import SourceRun
+from cmg_eval.task import SourceRun, Task
 
 SEED = 43
 BATCH = 80
@@ -48,44 +51,92 @@ class ReferenceEncoder:
         return self.codebook[nearest_codes(features, self.codebook)]
 
 
-def reference_batches(data, order: np.ndarray, generator: torch.Generator):
-    """Shuffled batches of 80, each item read on its own from the h5 files (no workers), as float64."""
-    video, audio = data.features["video"].dataset, data.features["audio"].dataset
-    permutation = order[torch.randperm(len(order), generator=generator).numpy()]
-    for start in range(0, len(permutation), BATCH):
-        items = permutation[start:start + BATCH]
-        yield (torch.from_numpy(np.stack([video[i] for i in items]).astype(np.float64)),
-               torch.from_numpy(np.stack([audio[i] for i in items]).astype(np.float64)),
-               torch.from_numpy(data.labels[items]))
+def reference_batches(read: Callable[[str, int], np.ndarray], items: np.ndarray, modalities: tuple[str, ...],
+                      generator: torch.Generator | None = None):
+    """Batches of 80 items (shuffled when a generator is given), each read on its own with no workers, as float64."""
+    if generator is not None:
+        items = items[torch.randperm(len(items), generator=generator).numpy()]
+    for start in range(0, len(items), BATCH):
+        batch = items[start:start + BATCH]
+        yield batch, {m: torch.from_numpy(np.stack([read(m, int(i)) for i in batch]).astype(np.float64))
+                      for m in modalities}
 
 
-def reference_ave(data, encoder: DcidEncoder, source: str, epochs: int, settings: dict[str, Any]) -> dict[str, float]:
-    """The pinned reference loop; returns the best per-epoch target accuracies (paper rule)."""
-    reference = ReferenceEncoder(encoder)
-    head = seeded_head(lambda: SemanticDecoder(encoder.output_dim(), 28), SEED).double()
-    optimizer = torch.optim.Adam(head.parameters(), lr=settings["lr"])
+def reference_fit(head: nn.Module, loss_fn: Callable, settings: dict[str, Any], epochs: int,
+                  train_batches: Callable[[], Any], evaluate: Callable[[nn.Module], None]) -> None:
+    """The reference's epoch loop: Adam over the head and any loss weights, head gradients clipped, an evaluation
+    pass after every epoch, then the MultiStepLR step."""
+    loss_params = list(loss_fn.parameters()) if isinstance(loss_fn, nn.Module) else []
+    optimizer = torch.optim.Adam([*head.parameters(), *loss_params], lr=settings["lr"])
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, settings["milestones"], settings["gamma"])
-    generator = torch.Generator().manual_seed(SEED)
-    order = data.orders["train"]
-    best = {"video": 0.0, "audio": 0.0}
     for _ in range(epochs):
         head.train()
-        for video, audio, labels in reference_batches(data, order, generator):
-            inputs = reference(source, video if source == "video" else audio)
-            loss = nn.functional.cross_entropy(head(inputs), labels)
+        for inputs, targets in train_batches():
+            loss = loss_fn(head(inputs), targets)
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(head.parameters(), settings["clip_grad"])
             optimizer.step()
         head.eval()
-        correct = {"video": 0, "audio": 0}
         with torch.no_grad():
-            for video, audio, labels in reference_batches(data, order, generator):
-                for modality, feats in (("video", video), ("audio", audio)):
-                    correct[modality] += int((head(reference(modality, feats)).argmax(1) == labels).sum())
-        for modality in best:
-            best[modality] = max(best[modality], 100.0 * correct[modality] / len(order))
+            evaluate(head)
         scheduler.step()
+
+
+def reference_ave(data, encoder: DcidEncoder, source: str, epochs: int, settings: dict[str, Any]) -> dict[str, float]:
+    """The pinned reference AVE loop (items carry both modalities, as the reference dataset returns them); the
+    best per-epoch accuracy of each modality on the shuffled train split (paper rule)."""
+    reference = ReferenceEncoder(encoder)
+    head = seeded_head(lambda: SemanticDecoder(encoder.output_dim(), 28), SEED).double()
+    generator = torch.Generator().manual_seed(SEED)
+    order, both = data.orders["train"], ("video", "audio")
+    read = lambda modality, item: data.features[modality].dataset[item]  # noqa: E731
+    best = dict.fromkeys(both, 0.0)
+
+    def train_batches():
+        for items, feats in reference_batches(read, order, both, generator):
+            yield reference(source, feats[source]), torch.from_numpy(data.labels[items])
+
+    def evaluate(model: nn.Module) -> None:
+        correct = dict.fromkeys(both, 0)
+        for items, feats in reference_batches(read, order, both, generator):
+            labels = torch.from_numpy(data.labels[items])
+            for modality in both:
+                correct[modality] += int((model(reference(modality, feats[modality])).argmax(1) == labels).sum())
+        for modality in both:
+            best[modality] = max(best[modality], 100.0 * correct[modality] / len(order))
+
+    reference_fit(head, nn.functional.cross_entropy, settings, epochs, train_batches, evaluate)
+    return best
+
+
+def reference_avvp(data, encoder: DcidEncoder, source: str, epochs: int, settings: dict[str, Any]) -> dict[str, float]:
+    """The pinned reference AVVP loop: BCE + ExpLogLoss (its weights unclipped) at the paper learning rate, the
+    source stream's zips read per item each epoch; each stream scored in row order every epoch, best legacy
+    (batch-weighted) precision kept (NEU avvp.py)."""
+    from tasks.avvp import N_CLASSES, ExpLogLoss
+
+    reference = ReferenceEncoder(encoder)
+    head = seeded_head(lambda: SegmentDecoder(encoder.output_dim(), N_CLASSES + 1), SEED).double()
+    generator = torch.Generator().manual_seed(SEED)
+    read = lambda modality, row: data.streams[modality].zips.read(row)  # noqa: E731
+    rows = {m: np.arange(len(s.zips)) for m, s in data.streams.items()}
+    labels = {m: s.table.labels for m, s in data.streams.items()}
+    best = dict.fromkeys(("video", "audio"), -1.0)
+
+    def train_batches():
+        for items, feats in reference_batches(read, rows[source], (source,), generator):
+            yield reference(source, feats[source]), torch.from_numpy(labels[source][items]).double()
+
+    def evaluate(model: nn.Module) -> None:
+        for modality in best:
+            decisions = np.concatenate([(model(reference(modality, feats[modality])) > 0).numpy()
+                                        for _, feats in reference_batches(read, rows[modality], (modality,))])
+            counts = clip_counts(labels[modality] > 0.5, decisions, events=False)
+            best[modality] = max(best[modality], scores_from_counts(counts, BATCH)["legacy_precision"])
+
+    reference_fit(head, ExpLogLoss(N_CLASSES + 1).double(), {**settings, "lr": settings["paper_lr"]}, epochs,
+                  train_batches, evaluate)
     return best
 
 
@@ -95,13 +146,13 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - started
 
 
-def cmg_ave(task, data, model: LoadedModel, source: str, epochs: int, settings: dict[str, Any],
-            cache_dir: Path) -> dict[str, float]:
-    """cmg-eval's `paper` protocol on the same clips and epochs, from an empty embedding cache."""
+def cmg_paper(task: Task, data, model: LoadedModel, source: str, epochs: int, metric: str,
+              cache_dir: Path) -> dict[str, float]:
+    """cmg-eval's `paper` protocol on the same clips and epochs, from an empty embedding cache: `metric` per target."""
     embedder = Embedder(model, EmbeddingCache(cache_dir), 64, _NoProgress())
     job = SourceRun(data=data, source=source, targets=("video", "audio"), seed=SEED, protocol="paper",
-                    settings={**settings, "epochs": epochs}, embed=embedder, checkpoint_epoch=-1)
-    return {target: scored.metrics["accuracy"] for target, scored in task.run_source(job).items()}
+                    settings={**task.defaults, "epochs": epochs}, embed=embedder, checkpoint_epoch=-1)
+    return {target: scored.metrics[metric] for target, scored in task.run_source(job).items()}
 
 
 def encoder_throughput(data, model: LoadedModel, n_clips: int, cache_dir: Path) -> dict[str, float]:
@@ -143,24 +194,53 @@ class _NoProgress:
         pass
 
 
-def bench_ave(data_root: Path, model: LoadedModel, epochs: int, source: str = "audio",
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    from tasks.ave import Ave
+@dataclass(frozen=True)
+class Benched:
+    """One benched task: its loaded data, the pinned reference loop, the metric both sides report, and the
+    clips one training epoch reads (the unit of `reference_ms_per_clip_epoch`)."""
 
+    task: Task
+    data: Any
+    reference: Callable[..., dict[str, float]]
+    metric: str
+    n_clips: int
+
+
+def benched_tasks(data_root: Path, source: str) -> dict[str, Benched]:
+    """AVE and AVVP, both loaded (and so checked) before anything is timed."""
+    from tasks.ave import Ave
+    from tasks.avvp import Avvp
+
+    ave, avvp = Ave(), Avvp()
+    ave_data, avvp_data = ave.load(data_root), avvp.load(data_root)
+    return {"ave": Benched(ave, ave_data, reference_ave, "accuracy", len(ave_data.orders["train"])),
+            "avvp": Benched(avvp, avvp_data, reference_avvp, "legacy_precision", len(avvp_data.streams[source].zips))}
+
+
+def bench_task(name: str, benched: Benched, model: LoadedModel, epochs: int, source: str, scratch: Path,
+               log: Callable[[str], None]) -> dict[str, Any]:
+    """Both loops on one task; `peak_rss_mib` is the process's peak so far."""
+    log(f"{name}: cmg-eval paper protocol, {benched.n_clips} clips x {epochs} epochs")
+    cmg, cmg_s = timed(lambda: cmg_paper(benched.task, benched.data, model, source, epochs, benched.metric,
+                                         scratch / name))
+    log(f"{name}: reference-style loop ({cmg_s:.1f} s for cmg-eval; the reference takes much longer)")
+    reference, reference_s = timed(lambda: benched.reference(benched.data, model.encoder, source, epochs,
+                                                             dict(benched.task.defaults)))
+    return {"speedup": reference_s / cmg_s, "reference_s": reference_s, "cmg_s": cmg_s, "n_clips": benched.n_clips,
+            "epochs": epochs, "source": source,
+            "reference_ms_per_clip_epoch": 1000 * reference_s / (benched.n_clips * epochs),
+            f"reference_{benched.metric}": reference, f"cmg_{benched.metric}": cmg, "peak_rss_mib": peak_rss_mib()}
+
+
+def run_bench(data_root: Path, model: LoadedModel, epochs: int, source: str = "audio",
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """AVE and AVVP, each the reference-style loop against cmg-eval's paper protocol, plus encoder throughput."""
     if not isinstance(model.encoder, DcidEncoder):
         raise CmgError(f"bench: {model.path} is a {model.method!r} checkpoint, expected a DCID-layout one")
-    task = Ave()
-    data = task.load(data_root)
-    settings = dict(task.defaults)
-    n_clips = len(data.orders["train"])
+    tasks = benched_tasks(data_root, source)
     with tempfile.TemporaryDirectory() as scratch:
-        log(f"ave: cmg-eval paper protocol, {n_clips} clips x {epochs} epochs")
-        cmg, cmg_s = timed(lambda: cmg_ave(task, data, model, source, epochs, settings, Path(scratch) / "cmg"))
-        log(f"ave: reference-style loop ({cmg_s:.1f} s for cmg-eval; the reference takes much longer)")
-        reference, reference_s = timed(lambda: reference_ave(data, model.encoder, source, epochs, settings))
-        throughput = encoder_throughput(data, model, min(n_clips, 512), Path(scratch) / "throughput")
-    return {"ave": {"speedup": reference_s / cmg_s, "reference_s": reference_s, "cmg_s": cmg_s, "n_clips": n_clips,
-                    "epochs": epochs, "source": source,
-                    "reference_ms_per_clip_epoch": 1000 * reference_s / (n_clips * epochs),
-                    "reference_accuracy": reference, "cmg_accuracy": cmg, "peak_rss_mib": peak_rss_mib()},
-            "encoder": throughput, "torch_threads": torch.get_num_threads()}
+        result = {name: bench_task(name, benched, model, epochs, source, Path(scratch), log)
+                  for name, benched in tasks.items()}
+        ave = tasks["ave"]
+        result["encoder"] = encoder_throughput(ave.data, model, min(ave.n_clips, 512), Path(scratch) / "throughput")
+    return {**result, "torch_threads": torch.get_num_threads()}
