@@ -22,6 +22,7 @@ from rich.progress import Progress
 
 from cmg_eval import __version__, registry
 from cmg_eval.cache import EmbeddingCache
+from cmg_eval.codebook import codebook_report
 from cmg_eval.compare import BOOTSTRAP_SEED, SIGNIFICANCE, add_interval, compare_models
 from cmg_eval.data.manifest import manifest, manifest_hash
 from cmg_eval.embedder import Embedder, check_device
@@ -321,10 +322,10 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
     return document
 
 
-def write_plan(plan: Plan) -> None:
+def write_plan(plan: Plan, codebook: dict[str, Any]) -> None:
     """`OUT/plan.json`: what `merge` needs to assemble shards without loading checkpoints."""
     write_json(Path(plan.config.out) / "plan.json", {"config": plan.config.to_json(), "models": plan.models,
-                                                     "jobs": [j.id for j in plan.jobs]})
+                                                     "jobs": [j.id for j in plan.jobs], "codebook": codebook})
 
 
 def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 0,
@@ -336,7 +337,8 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
     check_device(config.device)
     plan, loaded = make_plan(config)
     mine = shard(plan.jobs, shard_index, shard_count)
-    write_plan(plan)
+    codebook = codebook_report(loaded, config.data_root)
+    write_plan(plan, codebook)
     cache = EmbeddingCache(config.cache_dir)
     store = JobStore(out)
     progress = progress or Progress(disable=True)
@@ -346,6 +348,7 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
         return None
     masked = executed.pop("nonfinite_masked_items")
     return assemble(plan, store, {
+        "codebook": codebook,
         "nonfinite_masked_items": masked,
         "started_at": started_at,
         "cache": {"dir": str(cache.root), "hits": cache.hits, "misses": cache.misses},
@@ -368,5 +371,5 @@ def merge(out: Path) -> dict[str, Any]:
     plan, _ = make_plan(config, models=saved["models"])
     if [j.id for j in plan.jobs] != saved["jobs"]:
         raise CmgError(f"{path}: the tasks or data changed since the shards ran (job list differs)")
-    return assemble(plan, JobStore(out), {"merged": True, "timings": {"total_s": round(time.perf_counter() - started, 3)},
+    return assemble(plan, JobStore(out), {"codebook": saved.get("codebook", {}), "merged": True, "timings": {"total_s": round(time.perf_counter() - started, 3)},
                                           "peak_rss_mib": round(peak_rss_mib(), 1)})

@@ -54,6 +54,9 @@ def test_results_schema(tiny_run):
     assert all(len(m["sha256"]) == 64 for m in meta["models"])
     assert meta["settings"]["ave"]["epochs"] == 30 and len(meta["data"]["manifest_hash"]) == 64
     assert meta["versions"]["torch"].startswith("2.")
+    assert list(meta["codebook"]) == ["random"]           # codebook diagnostics; the oracle has no codes
+    assert meta["codebook"]["random"]["columns"][0]["n_codes"] == 400
+    assert "<h2>Codebook</h2>" in (tiny_run / "first" / "index.html").read_text()
     for name in ("table.md", "table.csv"):
         assert (tiny_run / "first" / name).stat().st_size > 0
     assert "oracle" in (tiny_run / "first" / "table.md").read_text()

@@ -125,19 +125,24 @@ def confusion_plot(document: dict[str, Any], run_dir: Path) -> str | None:
     return None
 
 
-def codebook_plot(document: dict[str, Any]) -> str | None:
-    """Code usage per modality where the run recorded codebook diagnostics."""
+def codebook_table(document: dict[str, Any]) -> str | None:
+    """Code usage, perplexity, dead codes and paired-segment agreement, where the run recorded them."""
     diagnostics = document["meta"].get("codebook") or {}
-    usable = {m: d for m, d in diagnostics.items() if isinstance(d, dict) and d.get("usage")}
-    if not usable:
+    body = []
+    for model, about in diagnostics.items():
+        for column in about["columns"]:
+            agreement = ", ".join(f"{pair} {100 * a.get('segment', a['clip_mode']):.1f}%"
+                                  for pair, a in column["agreement"].items())
+            for modality, use in column["modalities"].items():
+                body.append([html.escape(model), str(column["column"]), modality, str(use["used"]),
+                             f"{use['perplexity']:.1f}", str(column["dead_codes"]), html.escape(agreement)])
+    if not body:
         return None
-    figure, axes = plt.subplots(len(usable), 1, figsize=(6, 1.8 * len(usable)), squeeze=False)
-    for axis, (model, about) in zip(axes[:, 0], usable.items()):
-        for modality, counts in about["usage"].items():
-            axis.plot(np.sort(np.asarray(counts))[::-1], label=modality)
-        axis.set_title(f"{model}: code usage (sorted)", fontsize=9)
-        axis.legend(fontsize=7)
-    return png(figure)
+    header = ["model", "column", "modality", "codes used", "perplexity", "dead codes (column)",
+              "same code on paired segments"]
+    n_items = {about["n_items"] for about in diagnostics.values()}
+    return (html_table(header, body) + f"<p class='note'>On the first {max(n_items)} paired clips of the "
+            "VGGSound-AVEL40k set; a column is an RVQ level or an SRCID layer.</p>")
 
 
 def html_table(header: list[str], body: list[list[str]]) -> str:
@@ -161,7 +166,7 @@ def html_report(document: dict[str, Any], run_dir: Path) -> str:
         if task_rows(document, task):
             parts += [f"<h3>{html.escape(task)}</h3>", bar_chart(document, task), transfer_matrices(document, task)]
     parts += ["<h2>Same-modality to cross-modal drop</h2>", drop_chart(document)]
-    for title, plot in (("Confusion matrix", confusion_plot(document, run_dir)), ("Codebook", codebook_plot(document))):
+    for title, plot in (("Confusion matrix", confusion_plot(document, run_dir)), ("Codebook", codebook_table(document))):
         if plot:
             parts += [f"<h2>{title}</h2>", plot]
     parts.append("</body></html>")

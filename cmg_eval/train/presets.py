@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 from cmg_eval.errors import CmgError
 from cmg_eval.models.dcid import DcidConfig
 from cmg_eval.settings import resolve
+from cmg_eval.train.layer import TERMS
 
 PRESETS = ("tiny", "paper")
 # DcidConfig fields a preset may change; the input widths are fixed by the features.
@@ -23,6 +24,7 @@ PAPER = {
     "mi_lr": 1e-3, "mi_iters": 5, "beta": 0.25, "commit_cross": 1.0, "cmcm_temperature": 1.0, "decay": 0.99, "eps": 1e-5,
     "reset_after": 300, "reset_active_within": 100, "cpc_layers": 2,
     "recon_weight": 1.0, "commit_weight": 1.0, "cpc_weight": 1.0, "cmcm_weight": 1.0, "mi_weight": 1.0,
+    "match_weight": 0.0,
     "mi_clamp": False, "recon_steps": 0, "save_every": 500, "log_every": 10,
 }
 # Small widths and a fixed step count: each method trains in about two minutes on 2 CPU cores.
@@ -56,4 +58,4 @@ def widths(settings: Mapping[str, Any]) -> DcidConfig:
 
 
 def loss_weights(settings: Mapping[str, Any]) -> dict[str, float]:
-    return {term: float(settings[f"{term}_weight"]) for term in ("recon", "commit", "cpc", "cmcm", "mi")}
+    return {term: float(settings[f"{term}_weight"]) for term in TERMS}
