@@ -19,10 +19,19 @@ install: $(BIN)/cmg-eval
 test: install
 	$(BIN)/python -m pytest -q tests
 
+# Pretrains SRCID, DCID and CMCM (tiny preset, about 2-3 minutes each) on the synthetic
+# VGGSound-AVEL40k set and compares them with the oracle and a random-init DCID on every task.
+METHODS := srcid dcid cmcm
+
 demo: install
 	$(BIN)/cmg-eval data synth --out $(DEMO)/data --size small --seed 0
 	$(BIN)/cmg-eval ckpt init dcid --out $(DEMO)/random-dcid.pt --seed 0
+	for method in $(METHODS); do \
+		$(BIN)/cmg-eval pretrain $$method --data-root $(DEMO)/data --out $(DEMO)/$$method.pt --preset tiny || exit 1; \
+	done
 	$(BIN)/cmg-eval run all --ckpt oracle=$(DEMO)/data/oracle.pt --ckpt random=$(DEMO)/random-dcid.pt \
+		--ckpt dcid=$(DEMO)/dcid.pt --ckpt cmcm=$(DEMO)/cmcm.pt \
+		--ckpt srcid@layer1=$(DEMO)/srcid.pt --ckpt srcid=$(DEMO)/srcid.pt \
 		--data-root $(DEMO)/data --out $(DEMO)/report --cache-dir $(DEMO)/cache
 
 # The CI regression gate: evaluate the oracle and a random DCID on tiny synthetic data

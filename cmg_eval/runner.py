@@ -371,5 +371,6 @@ def merge(out: Path) -> dict[str, Any]:
     plan, _ = make_plan(config, models=saved["models"])
     if [j.id for j in plan.jobs] != saved["jobs"]:
         raise CmgError(f"{path}: the tasks or data changed since the shards ran (job list differs)")
-    return assemble(plan, JobStore(out), {"codebook": saved.get("codebook", {}), "merged": True, "timings": {"total_s": round(time.perf_counter() - started, 3)},
+    return assemble(plan, JobStore(out), {"codebook": saved.get("codebook", {}), "merged": True,
+                                          "timings": {"total_s": round(time.perf_counter() - started, 3)},
                                           "peak_rss_mib": round(peak_rss_mib(), 1)})
