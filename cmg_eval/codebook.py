@@ -111,9 +111,18 @@ def paired_inputs(data_root: str | Path, max_items: int = 256) -> dict[str, np.n
 
 
 def codebook_report(models: list[LoadedModel], data_root: str | Path, max_items: int = 256) -> dict[str, Any]:
-    """Diagnostics of every model with codes, by row label (for a run's `meta`); {} without paired data."""
+    """Diagnostics of every model with codes, by row label (for a run's `meta`); {} without paired data.
+
+    Codes do not depend on the readout, so rows of one checkpoint (`srcid`, `srcid@layer1`) share one encoding."""
     inputs = paired_inputs(data_root, max_items)
     if inputs is None:
         return {}
-    return {m.label: diagnostics(m.encoder, inputs) for m in models
-            if hasattr(m.encoder, "encode_indices") and getattr(m.encoder, "code_readout", None)}
+    by_checkpoint: dict[tuple[str, str], dict[str, Any]] = {}
+    report = {}
+    for m in models:
+        if hasattr(m.encoder, "encode_indices") and getattr(m.encoder, "code_readout", None):
+            key = (m.sha256, m.encoder.name)
+            if key not in by_checkpoint:
+                by_checkpoint[key] = diagnostics(m.encoder, inputs)
+            report[m.label] = by_checkpoint[key]
+    return report

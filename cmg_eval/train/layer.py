@@ -75,6 +75,6 @@ def run_layer(layer: Layer, inputs: dict[str, torch.Tensor], targets: dict[str, 
         losses["cpc"] = layer.cpc(general)
     if weights["cmcm"]:
         losses["cmcm"] = cmcm_loss(general, layer.codebook(), cmcm_temperature)
-    if weights.get("match"):
+    if weights["match"]:
         losses["match"] = retrieval_loss(general)
     return LayerResult({k: v * weights[k] for k, v in losses.items()}, quantized, specific, mi)
