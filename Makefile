@@ -19,7 +19,7 @@ install: $(BIN)/cmg-eval
 test: install
 	$(BIN)/python -m pytest -q tests
 
-# Pretrains SRCID, DCID and CMCM (tiny preset, about 2-3 minutes each) on the synthetic
+# Pretrains SRCID, DCID and CMCM (tiny preset, 2-3.5 minutes each) on the synthetic
 # VGGSound-AVEL40k set and compares them with the oracle and a random-init DCID on every task.
 METHODS := srcid dcid cmcm
 

@@ -1,13 +1,8 @@
-"""Cross-modal code matching (reference-model.md 5): paired inputs should share code distributions.
-
-Liu et al. train CMCM on top of a cross-modal retrieval objective (InfoNCE between the pooled
-features of paired inputs); `retrieval_loss` is that term, opt-in through `match_weight`.
-"""
+"""Cross-modal code matching (reference-model.md 5): paired inputs should share code distributions."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 PAIRS = (("audio", "video"), ("audio", "text"), ("text", "video"))
 LOG_FLOOR = 1e-10
@@ -36,14 +31,3 @@ def cmcm_loss(features: dict[str, torch.Tensor], codebook: torch.Tensor, tempera
     losses = [pair_loss(dists[a], dists[b]) for a, b in PAIRS if a in dists and b in dists]
     return 0.5 * sum(losses) if losses else torch.zeros(())
 
-
-def retrieval_loss(features: dict[str, torch.Tensor], temperature: float = 0.1) -> torch.Tensor:
-    """Symmetric InfoNCE over the batch between time-pooled, L2-normalised features, summed over the pairs."""
-    pooled = {m: F.normalize(z.mean(dim=1), dim=-1) for m, z in features.items()}
-    losses = []
-    for a, b in PAIRS:
-        if a in pooled and b in pooled:
-            scores = pooled[a] @ pooled[b].T / temperature
-            target = torch.arange(scores.shape[0], device=scores.device)
-            losses.append(F.cross_entropy(scores, target) + F.cross_entropy(scores.T, target))
-    return 0.5 * sum(losses) if losses else torch.zeros(())

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from cmg_eval.train.club import Club
-from cmg_eval.train.cmcm import cmcm_loss, retrieval_loss
+from cmg_eval.train.cmcm import cmcm_loss
 from cmg_eval.train.cpc import CrossCPC
 from cmg_eval.train.quantizer import Quantized
 
-TERMS = ("recon", "commit", "cpc", "cmcm", "mi", "match")
+TERMS = ("recon", "commit", "cpc", "cmcm", "mi")
 
 
 @dataclass
@@ -75,6 +75,4 @@ def run_layer(layer: Layer, inputs: dict[str, torch.Tensor], targets: dict[str, 
         losses["cpc"] = layer.cpc(general)
     if weights["cmcm"]:
         losses["cmcm"] = cmcm_loss(general, layer.codebook(), cmcm_temperature)
-    if weights["match"]:
-        losses["match"] = retrieval_loss(general)
     return LayerResult({k: v * weights[k] for k, v in losses.items()}, quantized, specific, mi)

@@ -11,8 +11,7 @@ register_method("dcid")(DcidMethod)
 @register_method("cmcm")
 class CmcmMethod(DcidMethod):
     """CMCM as the CMG authors re-implemented it on the DCID backbone (reference-model.md 5): recon +
-    commitment + CMCM. `--set match_weight=1` adds the cross-modal retrieval term that Liu et al.'s own
-    framework trains beside CMCM (`retrieval_loss`)."""
+    commitment + CMCM."""
 
     name = "cmcm"
     defaults = {"all": {"cpc_weight": 0.0, "mi_weight": 0.0}}
