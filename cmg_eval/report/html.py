@@ -140,8 +140,8 @@ def codebook_table(document: dict[str, Any]) -> str | None:
         return None
     header = ["model", "column", "modality", "codes used", "perplexity", "dead codes (column)",
               "same code on paired segments"]
-    n_items = {about["n_items"] for about in diagnostics.values()}
-    return (html_table(header, body) + f"<p class='note'>On the first {max(n_items)} paired clips of the "
+    n_items = max(about["n_items"] for about in diagnostics.values())
+    return (html_table(header, body) + f"<p class='note'>On the first {n_items} paired clips of the "
             "VGGSound-AVEL40k set; a column is an RVQ level or an SRCID layer.</p>")
 
 
