@@ -389,9 +389,11 @@ def report_command(run_dir: Path) -> None:
 def compare_command(baseline: Path, current: Path, k: float, floor: float, allow_missing: bool,
                     metric: str | None) -> None:
     """Regression gate: exit 1 when a primary metric drops by more than max(k x std, floor)."""
+    from rich.markup import escape
+
     from cmg_eval.compare import gate
 
-    rows = gate(read_results(baseline), read_results(current), k, floor, metric)
+    rows = gate(read_results(baseline), read_results(current), k, floor, metric, names=(str(baseline), str(current)))
     table = Table(title=f"compare (allowed drop = max({k:g} x std, {floor:g}))")
     for column in ("model", "task", "direction", "metric", "baseline", "current", "difference", "allowed", "verdict"):
         table.add_column(column, justify="right" if column in ("baseline", "current", "difference", "allowed") else "left")
@@ -401,12 +403,16 @@ def compare_command(baseline: Path, current: Path, k: float, floor: float, allow
         diff = None if row.drop is None else -row.drop
         verdict = "[red]FAIL" if failed else ("[yellow]missing" if row.drop is None else "[green]ok")
         shown_diff = "missing" if diff is None else f"{diff + 0.0:+.2f}"
-        table.add_row(*row.key, show(row.baseline), show(row.current), shown_diff, f"{row.allowed:.2f}", verdict)
+        table.add_row(*map(escape, row.key), show(row.baseline), show(row.current), shown_diff, f"{row.allowed:.2f}",
+                      verdict)
     console.print(table)
     failing = [row for row in rows if row.failed(allow_missing)]
     if failing:
+        for row in failing:
+            err_console.print(f"compare: FAIL {' '.join(row.key)}: {row.reason()}", markup=False, soft_wrap=True)
         names = ", ".join(" ".join(row.key[:3]) for row in failing[:5]) + (" ..." if len(failing) > 5 else "")
-        err_console.print(f"compare: {len(failing)} of {len(rows)} rows regressed or are missing: {names}")
+        err_console.print(f"compare: {len(failing)} of {len(rows)} rows regressed or are missing: {names}",
+                          markup=False, soft_wrap=True)
         sys.exit(1)
     console.print(f"compare: all {len(rows)} rows within the allowed noise")
 
