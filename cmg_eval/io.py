@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+
+def folder_name(text: str) -> str:
+    """The folder a row label or task name is stored under (the same everywhere: jobs/, predictions/)."""
+    return re.sub(r"[^A-Za-z0-9_.@=+-]", "_", text)
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:

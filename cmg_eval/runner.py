@@ -27,13 +27,13 @@ from cmg_eval.compare import BOOTSTRAP_SEED, SIGNIFICANCE, add_interval, compare
 from cmg_eval.data.manifest import manifest, manifest_hash
 from cmg_eval.embedder import Embedder, check_device
 from cmg_eval.encoders.base import LoadedModel
-from cmg_eval.encoders.loading import load_model
+from cmg_eval.encoders.loading import check_labels, load_model, parse_ckpt_spec
 from cmg_eval.errors import CmgError
 from cmg_eval.heads import on_device
-from cmg_eval.io import atomic_write, write_json
+from cmg_eval.io import atomic_write, folder_name, write_json
 from cmg_eval.jobs import Job, JobStore, fingerprint
 from cmg_eval.provenance import git_commit, peak_rss_mib, versions
-from cmg_eval.report import write_tables
+from cmg_eval.report import REPORT_FILES, write_tables
 from cmg_eval.settings import resolve
 from cmg_eval.task import PROTOCOLS, Scored, SourceRun, Task, direction_name
 
@@ -97,14 +97,11 @@ def resolve_tasks(names: list[str]) -> dict[str, Task]:
 
 
 def load_models(specs: list[str], encoder: str | None) -> list[LoadedModel]:
+    """Every --ckpt's label checked (safe, distinct folders) before any checkpoint is read, then each loaded."""
     if not specs:
         raise CmgError("no --ckpt given: name at least one checkpoint")
-    models = [load_model(spec, encoder) for spec in specs]
-    labels = [m.label for m in models]
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise CmgError(f"--ckpt labels must be unique, {', '.join(duplicates)} repeats (use LABEL=PATH)")
-    return models
+    check_labels([parse_ckpt_spec(spec)[0] for spec in specs])
+    return [load_model(spec, encoder) for spec in specs]
 
 
 def model_meta(model: LoadedModel) -> dict[str, Any]:
@@ -169,6 +166,7 @@ def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> 
     seeds = [FIRST_SEED + i for i in range(n_seeds)]
     loaded = [] if models is not None else load_models(config.checkpoints, config.encoder)
     models = models if models is not None else [model_meta(m) for m in loaded]
+    check_labels([m["label"] for m in models], "models")
     datasets = {name: task.load(config.data_root) for name, task in tasks.items()}
     files = manifest([f for name, task in tasks.items() for f in task.files(datasets[name])], config.data_root)
     check_directions(config.directions, tasks)
@@ -276,7 +274,8 @@ def write_predictions(out: Path, collected: dict[tuple[str, str, str, str], list
     seeds_of = {name: plan.seeds if task.seeded else plan.seeds[:1] for name, task in plan.tasks.items()}
     for (model, name, source, target), runs in collected.items():
         for seed, scored in zip(seeds_of[name], runs):
-            path = out / "predictions" / model / name / f"{direction_name(source, target).replace('->', '_to_')}_seed{seed}.npz"
+            file = f"{direction_name(source, target).replace('->', '_to_')}_seed{seed}.npz"
+            path = out / "predictions" / folder_name(model) / folder_name(name) / file
 
             def write(partial: Path, arrays=scored.predictions) -> None:
                 with open(partial, "wb") as handle:
@@ -286,7 +285,8 @@ def write_predictions(out: Path, collected: dict[tuple[str, str, str, str], list
 
 
 def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[str, Any]:
-    """The results document from the finished jobs; report files written, results.json last."""
+    """The results document from the finished jobs: predictions, then results.json, then the report files (a
+    renderer that fails is named in a one-line error, results.json stays)."""
     collected, job_seconds = collect(plan, store)
     rows = [row for key, runs in collected.items() for row in result_rows(plan, key, runs)]
     config = plan.config
@@ -317,8 +317,8 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
     document = {"meta": meta, "results": rows, "comparisons": comparisons(plan, collected, rows)}
     out = Path(config.out)
     write_predictions(out, collected, plan)
-    write_tables(out, document)
     write_json(out / "results.json", document)
+    write_tables(out, document)
     return document
 
 
@@ -333,7 +333,8 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
     """Evaluate every checkpoint on every task (or one shard of the jobs); None for a shard."""
     started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     out = Path(config.out)
-    (out / "results.json").unlink(missing_ok=True)  # a stale report must not pass for this run's
+    for name in ("results.json", *REPORT_FILES):  # a stale report must not pass for this run's
+        (out / name).unlink(missing_ok=True)
     check_device(config.device)
     plan, loaded = make_plan(config)
     mine = shard(plan.jobs, shard_index, shard_count)
