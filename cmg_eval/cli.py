@@ -9,18 +9,20 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from cmg_eval import registry
 from cmg_eval.cache import default_cache_dir
 from cmg_eval.errors import CmgError
 
-console = Console()
-err_console = Console(stderr=True)
+# Printed strings are never rich markup (paths, labels and messages hold user text); styles are Text objects.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err_console, transient=True)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console, transient=True)
 
 
 class Cli(click.Group):
@@ -87,7 +89,7 @@ def validate(data_root: Path, task_names: tuple[str, ...]) -> None:
             task.load(data_root)
         except CmgError as error:
             failed += 1
-            console.print(f"{name}: [red]{error}[/red]", soft_wrap=True)
+            console.print(Text.assemble(f"{name}: ", (str(error), "red")), soft_wrap=True)
         else:
             console.print(f"{name}: ok")
     if failed:
@@ -141,7 +143,8 @@ def check_model_command(ckpt: str, encoder: str | None) -> None:
     for column in ("check", "modality@readout", "verdict", "detail"):
         table.add_column(column)
     for result in results:
-        table.add_row(result.check, result.modality, "[green]pass" if result.ok else "[red]FAIL", result.detail)
+        table.add_row(result.check, result.modality, Text("pass", "green") if result.ok else Text("FAIL", "red"),
+                      result.detail)
     console.print(table)
     failed = sorted({r.check for r in results if not r.ok})
     if failed:
@@ -389,8 +392,6 @@ def report_command(run_dir: Path) -> None:
 def compare_command(baseline: Path, current: Path, k: float, floor: float, allow_missing: bool,
                     metric: str | None) -> None:
     """Regression gate: exit 1 when a primary metric drops by more than max(k x std, floor)."""
-    from rich.markup import escape
-
     from cmg_eval.compare import gate
 
     rows = gate(read_results(baseline), read_results(current), k, floor, metric, names=(str(baseline), str(current)))
@@ -401,18 +402,18 @@ def compare_command(baseline: Path, current: Path, k: float, floor: float, allow
     for row in rows:
         failed = row.failed(allow_missing)
         diff = None if row.drop is None else -row.drop
-        verdict = "[red]FAIL" if failed else ("[yellow]missing" if row.drop is None else "[green]ok")
+        verdict = Text("FAIL", "red") if failed else (Text("missing", "yellow") if row.drop is None else Text("ok", "green"))
         shown_diff = "missing" if diff is None else f"{diff + 0.0:+.2f}"
-        table.add_row(*map(escape, row.key), show(row.baseline), show(row.current), shown_diff, f"{row.allowed:.2f}",
+        table.add_row(*row.key, show(row.baseline), show(row.current), shown_diff, f"{row.allowed:.2f}",
                       verdict)
     console.print(table)
     failing = [row for row in rows if row.failed(allow_missing)]
     if failing:
         for row in failing:
-            err_console.print(f"compare: FAIL {' '.join(row.key)}: {row.reason()}", markup=False, soft_wrap=True)
+            err_console.print(f"compare: FAIL {' '.join(row.key)}: {row.reason()}", soft_wrap=True)
         names = ", ".join(" ".join(row.key[:3]) for row in failing[:5]) + (" ..." if len(failing) > 5 else "")
         err_console.print(f"compare: {len(failing)} of {len(rows)} rows regressed or are missing: {names}",
-                          markup=False, soft_wrap=True)
+                          soft_wrap=True)
         sys.exit(1)
     console.print(f"compare: all {len(rows)} rows within the allowed noise")
 

@@ -124,3 +124,13 @@ def test_a_failing_renderer_keeps_the_finished_run(tmp_path, micro_data, oracle,
     assert json.loads((out / "results.json").read_text())["results"]
     assert {p.name for p in out.iterdir()} >= {"results.json", "table.md", "table.csv", "index.html"}
     assert not (out / "table.tex").exists()
+
+
+def test_validate_prints_a_class_name_holding_markup(tmp_path, micro_clip_data):
+    lists = tmp_path / "data" / "AVVP" / "data"
+    shutil.copytree(micro_clip_data / "AVVP" / "data", lists)
+    names = (lists / "AVVP_Categories.txt").read_text().splitlines()
+    (lists / "AVVP_Categories.txt").write_text("\n".join(["[/red]", "[/red]", *names[2:]]) + "\n")
+    result = cli("validate", "--data-root", tmp_path / "data", "avvp")
+    assert result.exit_code == 1
+    assert "avvp: " in result.output and "class '[/red]' listed twice" in result.output

@@ -45,21 +45,24 @@ def write_tables(out: str | Path, document: dict[str, Any]) -> None:
 
 
 def rich_table(document: dict[str, Any]) -> Group:
-    """One terminal table per task (rows = models, columns = directions), then the averages."""
+    """One terminal table per task (rows = models, columns = directions), then the averages; every cell is
+    rich markup built here from escaped text, so it renders the same on any console."""
     header, body = primary_grid(document, bold=lambda s: f"[bold]{s}[/bold]", escape=escape)
+    header = [Text.from_markup(h) for h in header]
+    body = [[Text.from_markup(cell) for cell in row] for row in body]
     tables = []
     cols = columns(document)   # body cell i + 1 is column i
     for task in dict.fromkeys(task for task, _ in cols):
         mine = [i for i, (name, _) in enumerate(cols) if name == task]
         metric = document["meta"]["tasks"][task]["primary_metric"]
-        table = Table(title=escape(f"{task} ({metric})"), title_justify="left")
+        table = Table(title=Text(f"{task} ({metric})"), title_justify="left")
         table.add_column("model")
         for i in mine:
-            table.add_column(escape(cols[i][1]), justify="right")
+            table.add_column(Text(cols[i][1]), justify="right")
         for row in body:
             table.add_row(row[0], *(row[i + 1] for i in mine))
         tables.append(table)
-    summary = Table(title=escape(f"average ({document['meta']['protocol']} protocol)"), title_justify="left")
+    summary = Table(title=Text(f"average ({document['meta']['protocol']} protocol)"), title_justify="left")
     summary.add_column("model")
     summary.add_column(header[-1], justify="right")
     for row in body:
