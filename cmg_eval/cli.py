@@ -26,13 +26,17 @@ def progress_bar() -> Progress:
 
 
 class Cli(click.Group):
-    """Turns a CmgError into `Error: <one line>` and exit status 1, never a traceback."""
+    """Turns a CmgError (or an OSError no reader named) into `Error: <one line>` and exit status 1, never a
+    traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except CmgError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(str(CmgError(f"{where}{error.strerror or error}"))) from None
 
 
 @click.group(cls=Cli)

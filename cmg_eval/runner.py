@@ -30,11 +30,11 @@ from cmg_eval.encoders.base import LoadedModel
 from cmg_eval.encoders.loading import check_labels, load_model, parse_ckpt_spec
 from cmg_eval.errors import CmgError
 from cmg_eval.heads import on_device
-from cmg_eval.io import atomic_write, folder_name, write_json
+from cmg_eval.io import atomic_write, folder_name, writable_folder, write_json
 from cmg_eval.jobs import Job, JobStore, fingerprint
 from cmg_eval.provenance import git_commit, peak_rss_mib, versions
 from cmg_eval.report import REPORT_FILES, write_tables
-from cmg_eval.settings import resolve
+from cmg_eval.settings import HEAD_TRAINING, resolve
 from cmg_eval.task import PROTOCOLS, Scored, SourceRun, Task, direction_name
 
 SCHEMA = "cmg-eval/results/1"
@@ -159,7 +159,7 @@ def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> 
     if config.protocol not in PROTOCOLS:
         raise CmgError(f"unknown protocol {config.protocol!r} (known: {', '.join(PROTOCOLS)})")
     tasks = resolve_tasks(config.tasks)
-    settings = resolve({name: task.defaults for name, task in tasks.items()}, config.assignments)
+    settings = resolve({name: task.defaults for name, task in tasks.items()}, config.assignments, HEAD_TRAINING)
     n_seeds = config.seeds if config.seeds is not None else DEFAULT_SEEDS[config.protocol]
     if n_seeds < 1:
         raise CmgError(f"--seeds {n_seeds}: expected at least 1")
@@ -332,7 +332,9 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
         shard_count: int = 1) -> dict[str, Any] | None:
     """Evaluate every checkpoint on every task (or one shard of the jobs); None for a shard."""
     started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
-    out = Path(config.out)
+    out = writable_folder(config.out, "--out")
+    cache = EmbeddingCache(config.cache_dir)
+    writable_folder(cache.root, "--cache-dir")
     for name in ("results.json", *REPORT_FILES):  # a stale report must not pass for this run's
         (out / name).unlink(missing_ok=True)
     check_device(config.device)
@@ -340,7 +342,6 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
     mine = shard(plan.jobs, shard_index, shard_count)
     codebook = codebook_report(loaded, config.data_root)
     write_plan(plan, codebook)
-    cache = EmbeddingCache(config.cache_dir)
     store = JobStore(out)
     progress = progress or Progress(disable=True)
     with progress if not progress.disable else nullcontext():

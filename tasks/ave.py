@@ -29,20 +29,48 @@ FEATURE_FILES = {"video": ("visual_feature.h5", (STEPS, 7, 7, 512)), "audio": ("
 SPLITS = ("train", "val", "test")
 
 
+def check_segment_labels(labels: np.ndarray, path: Path, n_classes: int, one_hot: bool, what: str,
+                         clips: np.ndarray | None = None) -> None:
+    """(rows, steps, classes + 1) labels of `clips` (default: row i is clip i), background last: finite 0/1 values;
+    with `one_hot` each segment holds exactly one class and each clip an event (argmax would read none as class 0)."""
+    clip = (lambda row: int(row)) if clips is None else (lambda row: int(clips[row]))
+    bad = np.argwhere(~np.isin(labels, (0, 1)))
+    if len(bad):
+        row, step, column = bad[0].tolist()
+        raise CmgError(f"{path}: clip {clip(row)} segment {step} holds {float(labels[row, step, column])!r}, "
+                       f"expected {what} of 0 and 1")
+    if one_hot:
+        counts = labels.sum(axis=2)
+        if (counts != 1).any():
+            row, step = np.argwhere(counts != 1)[0].tolist()
+            raise CmgError(f"{path}: clip {clip(row)} segment {step} has {int(counts[row, step])} classes set, "
+                           f"expected exactly one ({what}, one-hot with background last)")
+        eventless = np.flatnonzero(labels[:, :, :n_classes].max(axis=(1, 2)) == 0)
+        if len(eventless):
+            raise CmgError(f"{path}: clip {clip(eventless[0])} has no event segment ({len(eventless)} of "
+                           f"{len(labels)} clips are background only), expected an event in every clip")
+
+
 def clip_labels(segment_labels: np.ndarray) -> np.ndarray:
     """The reference rule: drop the background column, argmax per segment, max over segments."""
     return segment_labels[:, :, :N_CLASSES].argmax(axis=2).max(axis=1)
 
 
 def read_order(path: Path, n_clips: int) -> np.ndarray:
-    """A split's global clip indices, checked to be a non-empty 1-D range of valid clips."""
+    """A split's global clip indices, checked to be a non-empty 1-D range of valid clips: integers (a boolean or
+    float order is refused), no more of them than clips, checked before the read."""
     order = H5Array(path, "order", (), what="1-D int64 clip indices")
-    values = order.read_all()
-    order.close()
+    try:
+        if order.dataset.dtype.kind not in "iu":
+            raise CmgError(f"{path}: dataset 'order' has dtype {order.dataset.dtype}, expected integer clip indices")
+        if len(order) > n_clips:
+            raise CmgError(f"{path}: dataset 'order' declares {len(order)} indices, expected at most {n_clips} "
+                           f"(one per clip)")
+        values = order.read_all()
+    finally:
+        order.close()
     if values.size == 0:
         raise CmgError(f"{path}: dataset 'order' is empty, expected clip indices")
-    if values.dtype.kind == "f" and not np.all(values == np.round(values)):
-        raise CmgError(f"{path}: dataset 'order' holds non-integer values, expected clip indices")
     values = values.astype(np.int64)
     if values.min() < 0 or values.max() >= n_clips:
         raise CmgError(f"{path}: dataset 'order' has index {int(values.max())}, expected 0..{n_clips - 1}")
@@ -87,12 +115,13 @@ class Ave(Task):
         features = {m: H5Array(root / name, "avadataset", tail, what=f"AVE {m} features")
                     for m, (name, tail) in FEATURE_FILES.items()}
         labels_file = H5Array(root / "labels.h5", "avadataset", (STEPS, N_CLASSES + 1), what="AVE segment labels")
-        segment_labels = labels_file.read_all()
-        labels_file.close()
-        n_clips = len(segment_labels)
-        for modality, array in features.items():
+        n_clips = len(labels_file)
+        for modality, array in features.items():   # declared sizes agree before anything is read
             if len(array) != n_clips:
                 raise CmgError(f"{array.path}: {len(array)} clips, expected {n_clips} as in {labels_file.path}")
+        segment_labels = labels_file.read_all()
+        labels_file.close()
+        check_segment_labels(segment_labels, labels_file.path, N_CLASSES, True, "AVE segment labels")
         orders = {split: read_order(root / f"{split}_order.h5", n_clips) for split in SPLITS}
         fingerprints = {m: fingerprint(a.path) for m, a in features.items()}
         return AveData(root, features, clip_labels(segment_labels), orders, fingerprints)

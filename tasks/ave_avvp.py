@@ -21,7 +21,7 @@ from cmg_eval.data.h5 import H5Array
 from cmg_eval.errors import CmgError
 from cmg_eval.registry import register_task
 from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
-from tasks.ave import Ave, AveData, read_order
+from tasks.ave import Ave, AveData, check_segment_labels, read_order
 from tasks.avvp import N_CLASSES as N_AVVP_CLASSES
 from tasks.avvp import (LOCALIZATION_DEFAULTS, LOCALIZATION_METRICS, STREAMS, Stream, detect, fit_paper,
                         fit_selected, load_stream, localization_scored, rescore_localization, stream_files)
@@ -101,6 +101,7 @@ class AveAvvp(Task):
         order = read_order(root / "ave_avvp_order.h5", n_clips)
         labels = labels_file.read_rows(order)
         labels_file.close()
+        check_segment_labels(labels, labels_file.path, N_CLASSES, False, "segment labels", clips=order)
         clip_class = labels[:, :, :N_CLASSES].max(1).argmax(1)
         selection = assign_folds([str(i) for i in order], SELECTION_FOLDS, "ave_avvp", clip_class) == 0
         streams = {m: load_stream(root / f"AVE_AVVP_eval_{stream}_checked_combined.csv", classes,

@@ -2,10 +2,15 @@
 data or broken models, reports that escape what they render, one-line errors for careless settings."""
 
 import csv
+import errno
 import io
 import json
+import os
+import re
 import shutil
 
+import h5py
+import numpy as np
 import pytest
 
 from conftest import cli
@@ -101,7 +106,8 @@ def test_reports_escape_every_user_string(ave_run, tmp_path):
     page = (run / "index.html").read_text()
     assert "<script>" not in page and "&lt;script&gt;" in page
     markdown = (run / "table.md").read_text()
-    assert "<script>" not in markdown and "\\[/bold\\]" in markdown and "\\|" in markdown
+    assert not re.search(r"(?<!\\)<script>", markdown) and "\\<script>" in markdown
+    assert "\\[/bold\\]" in markdown and "\\|" in markdown
     assert cli("compare", run / "results.json", run / "results.json").exit_code == 0
 
 
@@ -134,3 +140,173 @@ def test_validate_prints_a_class_name_holding_markup(tmp_path, micro_clip_data):
     result = cli("validate", "--data-root", tmp_path / "data", "avvp")
     assert result.exit_code == 1
     assert "avvp: " in result.output and "class '[/red]' listed twice" in result.output
+
+
+# ------------------------------------------------------------------------------------------ 4: malformed data refused
+
+AVE = "AVE-ECCV18-master/data"
+
+
+@pytest.fixture
+def data_copy(tmp_path, micro_data):
+    root = tmp_path / "data"
+    shutil.copytree(micro_data, root)
+    return root
+
+
+def replace_dataset(path, key, data=None, **options):
+    with h5py.File(path, "r+") as handle:
+        del handle[key]
+        if data is None:
+            handle.create_dataset(key, **options)
+        else:
+            handle[key] = data
+
+
+def _nan_label(root):
+    with h5py.File(root / AVE / "labels.h5", "r+") as handle:
+        handle["avadataset"][3, 4, 0] = np.nan
+    return "labels.h5: clip 3 segment 4 holds nan, expected AVE segment labels of 0 and 1"
+
+
+def _no_events(root):
+    with h5py.File(root / AVE / "labels.h5", "r+") as handle:
+        labels = handle["avadataset"][()]
+        labels[:] = 0
+        labels[:, :, -1] = 1       # every clip background only: argmax read them all as class 0
+        handle["avadataset"][...] = labels
+    return "labels.h5: clip 0 has no event segment (80 of 80 clips are background only)"
+
+
+def _boolean_order(root):
+    replace_dataset(root / AVE / "train_order.h5", "order", np.ones(48, bool))
+    return "train_order.h5: dataset 'order' has dtype bool, expected integer clip indices"
+
+
+def _float_order(root):
+    replace_dataset(root / AVE / "val_order.h5", "order", np.arange(48, 64, dtype=np.float64))
+    return "val_order.h5: dataset 'order' has dtype float64, expected integer clip indices"
+
+
+def _virtual_features(root):
+    path = root / AVE / "audio_feature.h5"
+    layout = h5py.VirtualLayout(shape=(80, 10, 128), dtype="f4")
+    layout[:] = h5py.VirtualSource(str(root / "gone.h5"), "avadataset", shape=(80, 10, 128))
+    path.unlink()
+    with h5py.File(path, "w") as handle:
+        handle.create_virtual_dataset("avadataset", layout, fillvalue=0.5)   # the fill value would be read as data
+    return "audio_feature.h5: dataset 'avadataset' is a virtual dataset, expected AVE audio features"
+
+
+def _external_link(root):
+    shutil.copy(root / AVE / "labels.h5", root / "elsewhere.h5")
+    path = root / AVE / "labels.h5"
+    path.unlink()
+    with h5py.File(path, "w") as handle:
+        handle["avadataset"] = h5py.ExternalLink(str(root / "elsewhere.h5"), "/avadataset")
+    return "labels.h5: 'avadataset' is an external link to"
+
+
+@pytest.mark.parametrize("damage", [_nan_label, _no_events, _boolean_order, _float_order, _virtual_features,
+                                    _external_link])
+def test_malformed_data_is_refused(tmp_path, data_copy, oracle, damage):
+    expected = damage(data_copy)
+    one_line_error(run_ave(data_copy, tmp_path / "out", f"--ckpt=oracle={oracle}"), expected)
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_ave_avvp_labels_must_be_zero_or_one(tmp_path, micro_clip_data):
+    root = tmp_path / "data"
+    shutil.copytree(micro_clip_data, root, ignore=shutil.ignore_patterns("UCF101", "vggsound40k"))
+    with h5py.File(root / "AVE_AVVP" / "ave_avvp_labels.h5", "r+") as handle:
+        handle["avadataset"][:, 2, 1] = 0.5
+    result = cli("validate", "--data-root", root, "ave_avvp")
+    assert result.exit_code == 1 and "holds 0.5, expected segment labels of 0 and 1" in result.output
+
+
+@pytest.mark.parametrize("clip_id", ["ABSOLUTE", "../outside/v_x", "sub\\v_x"])
+def test_annotation_ids_cannot_leave_the_data_root(tmp_path, micro_clip_data, clip_id):
+    root = tmp_path / "data"
+    lists = root / "feature_extractor" / "feature_extractor"
+    shutil.copytree(micro_clip_data / "feature_extractor", root / "feature_extractor")
+    for folder in ("UCF101", "vggsound40k"):
+        (root / folder).symlink_to(micro_clip_data / folder)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(next((micro_clip_data / "UCF101/feature/video/zip").iterdir()), outside / "v_x.zip")
+    clip_id = str(outside / "v_x") if clip_id == "ABSOLUTE" else clip_id
+    csv_path = lists / "ucf2vggsound.csv"
+    lines = csv_path.read_text().splitlines()
+    lines[3] = f"{lines[3].split(',')[0]},{clip_id}"
+    csv_path.write_text("\n".join(lines) + "\n")
+    result = cli("validate", "--data-root", root, "ucf_vgg")
+    assert result.exit_code == 1
+    assert f"ucf2vggsound.csv: line 4 ({clip_id!r}): id {clip_id!r} is empty or holds a path separator" in \
+        result.output.replace("\n", "")
+
+
+def test_retrieval_item_ids_cannot_leave_the_data_root(tmp_path, tiny_data):
+    from cmg_eval.errors import CmgError
+    from tasks.msrvtt_vt import MsrvttVideoText
+
+    shutil.copytree(tiny_data / "MSRVTT", tmp_path / "MSRVTT")
+    csv_path = tmp_path / "MSRVTT" / "msrvtt_1kA_test.csv"
+    lines = csv_path.read_text().splitlines()
+    lines[1] = "../../../escape," + lines[1].split(",", 1)[1]
+    csv_path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CmgError, match="item: id '../../../escape' is empty or holds a path separator"):
+        MsrvttVideoText().load(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ 7: careless settings and folders
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("lr=nan", "--set lr=nan: nan is not a finite number"),
+    ("batch_size=0", "--set batch_size=0: batch_size must be a whole number >= 1"),
+    ("epochs=0", "--set epochs=0: epochs must be a whole number >= 1 (a head must train)"),
+    ("epochs=-2", "--set epochs=-2: epochs must be a whole number >= 1"),
+    ("clip_grad=0", "--set clip_grad=0: clip_grad must be a finite number > 0"),
+])
+def test_settings_that_leave_a_head_untrained_are_refused(tmp_path, micro_data, oracle, setting, expected):
+    result = cli("run", "ave", f"--ckpt=oracle={oracle}", "--data-root", micro_data, "--out", tmp_path / "out",
+                 "--cache-dir", tmp_path / "cache", "--seeds", "1", "--bootstrap", "0", "--set", setting)
+    one_line_error(result, expected)
+
+
+def test_out_and_cache_that_cannot_be_folders(tmp_path, micro_data, oracle):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    ckpt = f"--ckpt=oracle={oracle}"
+    one_line_error(run_ave(micro_data, a_file, ckpt), f"--out {a_file}: is a file, expected a folder")
+    one_line_error(run_ave(micro_data, a_file / "out", ckpt), f"--out {a_file / 'out'}: cannot create the folder")
+    result = cli("run", "ave", ckpt, "--data-root", micro_data, "--out", tmp_path / "out", "--cache-dir", a_file,
+                 *FAST)
+    one_line_error(result, f"--cache-dir {a_file}: is a file, expected a folder")
+    assert a_file.read_text() == "not a folder"
+
+
+def test_full_disk_is_one_line(tmp_path, micro_data, oracle, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez", full)
+    out = tmp_path / "out"
+    one_line_error(run_ave(micro_data, out, f"--ckpt=oracle={oracle}"), "video_seed43.npz: cannot write (No space "
+                                                                           "left on device)")
+    assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_h5_link_to_a_file_that_is_not_hdf5(tmp_path, data_copy, oracle, command):
+    (data_copy / "notes.txt").write_text("not HDF5")
+    path = data_copy / AVE / "labels.h5"
+    path.unlink()
+    with h5py.File(path, "w") as handle:
+        handle["avadataset"] = h5py.ExternalLink(str(data_copy / "notes.txt"), "/avadataset")
+    expected = f"labels.h5: 'avadataset' is an external link to {data_copy / 'notes.txt'}:/avadataset"
+    if command == "run":
+        one_line_error(run_ave(data_copy, tmp_path / "out", f"--ckpt=oracle={oracle}"), expected)
+    else:
+        result = cli("validate", "--data-root", data_copy, "ave")
+        assert result.exit_code == 1 and expected in result.output.replace("\n", "")

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 from cmg_eval.data.h5 import H5Array
+from cmg_eval.data.clipzips import MAX_STEPS, member_bound
 from cmg_eval.data.zipfeat import read_feature_zip
 from cmg_eval.errors import CmgError
 
@@ -163,6 +164,7 @@ class ItemZips:
 
     def __post_init__(self) -> None:
         sizes = []
+        bound = member_bound(MAX_STEPS, self.tail)
         for item, path in zip(self.ids, self.paths):
             if not path.is_file():
                 raise CmgError(f"{path}: missing feature zip for item {item!r} (expected a zip holding one pickled "
@@ -174,6 +176,9 @@ class ItemZips:
                 raise CmgError(f"{path}: not a readable zip for item {item!r} ({error})") from None
             if member is None:
                 raise CmgError(f"{path}: empty zip for item {item!r}, expected one pickled numpy array")
+            if member.file_size > bound:
+                raise CmgError(f"{path}:{member.filename}: declares {member.file_size} bytes unpacked, expected at "
+                               f"most {bound} for a (T <= {MAX_STEPS}, {', '.join(map(str, self.tail))}) array")
             sizes.append(member.file_size)
         self.sizes = np.asarray(sizes, dtype=np.int64)
 
@@ -192,7 +197,7 @@ class ItemZips:
     def read(self, index: int) -> np.ndarray:
         """Item `index` as float32 (T, *tail), T >= 1."""
         path = self.paths[index]
-        array = read_feature_zip(path)
+        array = read_feature_zip(path, member_bound(MAX_STEPS, self.tail))
         if array.ndim != 1 + len(self.tail) or tuple(array.shape[1:]) != self.tail or array.shape[0] < 1:
             raise CmgError(f"{path}: array of shape {array.shape} for item {self.ids[index]!r}, expected "
                            f"(T, {', '.join(map(str, self.tail))}) with T >= 1")

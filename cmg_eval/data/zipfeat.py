@@ -49,8 +49,12 @@ def _safe_member(name: str) -> bool:
     return not path.is_absolute() and ".." not in path.parts and not name.startswith("\\")
 
 
-def read_feature_zip(path: str | Path) -> np.ndarray:
-    """The array in `<id>.zip`; with several `.pkl` members the last one wins, as in the reference."""
+def read_feature_zip(path: str | Path, max_bytes: int | None = None) -> np.ndarray:
+    """The array in `<id>.zip`; with several `.pkl` members the last one wins, as in the reference.
+
+    `max_bytes` bounds the member's declared unpacked size (checked before it is read or inflated, so a small
+    zip cannot inflate past what the expected array needs); only stored and deflated members are read, whose
+    inflation zipfile stops at the declared size."""
     path = Path(path)
     if not path.is_file():
         raise CmgError(f"{path}: missing feature file (expected a zip holding one pickled numpy array)")
@@ -63,7 +67,14 @@ def read_feature_zip(path: str | Path) -> np.ndarray:
             pickles = [m for m in members if m.endswith(".pkl")] or members
             if not pickles:
                 raise CmgError(f"{path}: empty zip, expected one pickled numpy array")
-            data = archive.read(pickles[-1])
+            info = archive.getinfo(pickles[-1])
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise CmgError(f"{path}:{info.filename}: compression method {info.compress_type}, expected a stored "
+                               f"or deflated member")
+            if max_bytes is not None and info.file_size > max_bytes:
+                raise CmgError(f"{path}:{info.filename}: declares {info.file_size} bytes unpacked, expected at most "
+                               f"{max_bytes} for the expected array (refused before reading)")
+            data = archive.read(info)
     except (zipfile.BadZipFile, OSError) as error:
         raise CmgError(f"{path}: not a readable zip ({error})") from None
     return load_numpy_pickle(data, f"{path}:{pickles[-1]}")

@@ -36,13 +36,14 @@ def primary_grid(document: dict[str, Any], bold=lambda s: s, mark: str = MARK,
     return header, body
 
 
-# Markdown: characters that start emphasis, links, code, HTML, tables or math inside a line.
-MARKDOWN_SPECIAL = set("\\`*_{}[]<>|#~$!")
+# Markdown: characters that start code, emphasis, links, HTML, strike-through or math, or end a table cell, inside
+# a line; `_` only at a word's edge (inside a word, as in `ave_avvp`, it is literal).
+MARKDOWN_SPECIAL = re.compile(r"[\\`*\[\]<|~$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def markdown_escape(text: Any) -> str:
-    """A user string (label, task or class name, path) as literal markdown text."""
-    return "".join(f"\\{c}" if c in MARKDOWN_SPECIAL else c for c in str(text)).replace("\r", " ").replace("\n", " ")
+    """A user string (label, task or class name, path) as literal markdown text on one line."""
+    return MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(), " ".join(str(text).splitlines()))
 
 
 def detail_tables(document: dict[str, Any]) -> str:
