@@ -310,3 +310,52 @@ def test_h5_link_to_a_file_that_is_not_hdf5(tmp_path, data_copy, oracle, command
     else:
         result = cli("validate", "--data-root", data_copy, "ave")
         assert result.exit_code == 1 and expected in result.output.replace("\n", "")
+
+
+# ------------------------------------------------------------------------------------------ 5: a broken model is not a row
+
+
+@pytest.fixture(scope="module")
+def nan_dcid(tmp_path_factory):
+    """A DCID checkpoint whose audio path holds NaN weights: every audio segment used to quantize to one code."""
+    import torch
+
+    from cmg_eval.encoders.dcid import DcidEncoder
+    from cmg_eval.io import save_checkpoint
+
+    ckpt = DcidEncoder.init_checkpoint(seed=0)
+    ckpt["Encoder_parameters"]["audio_self_att.encoder.layers.0.linear1.weight"][0, 0] = torch.nan
+    path = tmp_path_factory.mktemp("nan") / "nan-dcid.pt"
+    save_checkpoint(ckpt, path)
+    return path
+
+
+def test_nan_weights_refused_in_run(tmp_path, micro_data, nan_dcid):
+    result = run_ave(micro_data, tmp_path / "out", f"--ckpt=nan={nan_dcid}", extra=["--directions", "A->V"])
+    one_line_error(result, "encoder 'nan': non-finite values out of its Linear module on audio inputs of")
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_nan_weights_refused_in_embed(tmp_path, nan_dcid):
+    np.savez(tmp_path / "in.npz", audio=np.random.default_rng(0).random((2, 10, 128)).astype(np.float32))
+    result = cli("embed", "--ckpt", nan_dcid, "--modality", "audio", "--in", tmp_path / "in.npz",
+                 "--out", tmp_path / "out.npz")
+    one_line_error(result, "encoder 'nan-dcid': non-finite values out of its Linear module on audio inputs")
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_nan_weights_refused_in_codebook(tiny_data, nan_dcid):
+    result = cli("codebook", "--ckpt", nan_dcid, "--data-root", tiny_data, "--max-items", "8")
+    one_line_error(result, "encoder 'dcid': non-finite values out of its Linear module on codebook audio inputs")
+
+
+@pytest.mark.parametrize("array, expected", [
+    (np.full((2, 10, 128), 1e300), ": non-finite values in item 0 (as float32)"),
+    (np.ones((2, 10, 128), np.complex64), " has dtype complex64, expected real numbers"),
+    (np.full((2, 10, 128), "x"), " has dtype <U1, expected real numbers"),
+])
+def test_embed_inputs_that_are_not_float32_numbers(tmp_path, random_dcid, array, expected):
+    np.savez(tmp_path / "in.npz", audio=array)
+    result = cli("embed", "--ckpt", random_dcid, "--modality", "audio", "--in", tmp_path / "in.npz",
+                 "--out", tmp_path / "out.npz")
+    one_line_error(result, f"in.npz: array 'audio'{expected}")
