@@ -270,8 +270,30 @@ def comparisons(plan: Plan, collected: dict[tuple[str, str, str, str], list[Scor
     return out
 
 
+def refuse_foreign_results(out: Path, plan: Plan) -> None:
+    """OUT/jobs and OUT/predictions may hold only this plan's models and their tasks: another run's folders would
+    sit beside this report. They are refused (naming the folder), never deleted: they may be hours of work."""
+    planned: dict[str, set[str]] = {folder_name(m["label"]): set() for m in plan.models}
+    for job in plan.jobs:
+        planned[folder_name(job.model)].add(folder_name(job.task))
+
+    def foreign(folder: Path, wanted: set[str]) -> list[Path]:
+        entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        return [entry for entry in entries if not entry.name.startswith(".") and entry.name not in wanted]
+
+    for part in ("jobs", "predictions"):
+        extra = foreign(out / part, set(planned))
+        extra += [task for model, tasks in planned.items() for task in foreign(out / part / model, tasks)]
+        if extra:
+            raise CmgError(f"{extra[0]}: results of another run (a model or task this run does not ask for); "
+                           f"ask for it again, choose another --out, or remove the folder")
+
+
 def write_predictions(out: Path, collected: dict[tuple[str, str, str, str], list[Scored]], plan: Plan) -> None:
+    """Per-item predictions of every row and seed; files of an earlier report in these folders (other seeds or
+    directions) are removed, since each report writes predictions/ anew from the jobs."""
     seeds_of = {name: plan.seeds if task.seeded else plan.seeds[:1] for name, task in plan.tasks.items()}
+    written: set[Path] = set()
     for (model, name, source, target), runs in collected.items():
         for seed, scored in zip(seeds_of[name], runs):
             file = f"{direction_name(source, target).replace('->', '_to_')}_seed{seed}.npz"
@@ -281,7 +303,10 @@ def write_predictions(out: Path, collected: dict[tuple[str, str, str, str], list
                 with open(partial, "wb") as handle:
                     np.savez(handle, **arrays)
 
-            atomic_write(path, write)
+            written.add(atomic_write(path, write))
+    for folder in {path.parent for path in written}:
+        for stale in set(folder.glob("*_to_*_seed*.npz")) - written:
+            stale.unlink()
 
 
 def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[str, Any]:
@@ -339,6 +364,7 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
         (out / name).unlink(missing_ok=True)
     check_device(config.device)
     plan, loaded = make_plan(config)
+    refuse_foreign_results(out, plan)
     mine = shard(plan.jobs, shard_index, shard_count)
     codebook = codebook_report(loaded, config.data_root)
     write_plan(plan, codebook)

@@ -359,3 +359,33 @@ def test_embed_inputs_that_are_not_float32_numbers(tmp_path, random_dcid, array,
     result = cli("embed", "--ckpt", random_dcid, "--modality", "audio", "--in", tmp_path / "in.npz",
                  "--out", tmp_path / "out.npz")
     one_line_error(result, f"in.npz: array 'audio'{expected}")
+
+
+# ------------------------------------------------------------------------------------------ 8: no stale files beside a report
+
+
+def test_rerun_without_a_model_refuses_its_folders(tmp_path, micro_data, oracle):
+    out = tmp_path / "out"
+    first = run_ave(micro_data, out, f"--ckpt=old={oracle}", f"--ckpt=kept={oracle}", extra=["--directions", "A->V"])
+    assert first.exit_code == 0, first.output
+    result = run_ave(micro_data, out, f"--ckpt=kept={oracle}", extra=["--directions", "A->V"])
+    one_line_error(result, f"{out / 'jobs' / 'old'}: results of another run (a model or task this run does not ask "
+                           f"for)")
+    assert not (out / "results.json").exists() and (out / "jobs" / "old").is_dir()
+    shutil.rmtree(out / "jobs" / "old")
+    one_line_error(run_ave(micro_data, out, f"--ckpt=kept={oracle}", extra=["--directions", "A->V"]),
+                   f"{out / 'predictions' / 'old'}: results of another run")
+    shutil.rmtree(out / "predictions" / "old")
+    again = run_ave(micro_data, out, f"--ckpt=kept={oracle}", extra=["--directions", "A->V"])
+    assert again.exit_code == 0, again.output
+
+
+def test_rerun_with_fewer_seeds_clears_their_predictions(tmp_path, micro_data, oracle):
+    out = tmp_path / "out"
+    args = ["run", "ave", f"--ckpt=m={oracle}", "--data-root", micro_data, "--out", out, "--cache-dir",
+            tmp_path / "cache", "--set", "epochs=1", "--bootstrap", "0", "--directions", "A->V"]
+    assert cli(*args, "--seeds", "2").exit_code == 0
+    assert sorted(p.name for p in (out / "predictions" / "m" / "ave").iterdir()) == \
+        ["A_to_V_seed43.npz", "A_to_V_seed44.npz"]
+    assert cli(*args, "--seeds", "1").exit_code == 0
+    assert sorted(p.name for p in (out / "predictions" / "m" / "ave").iterdir()) == ["A_to_V_seed43.npz"]
