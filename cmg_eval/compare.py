@@ -123,7 +123,7 @@ def checked_rows(document: dict[str, Any], where: str) -> list[dict[str, Any]]:
     rows = document.get("results")
     if not isinstance(rows, list):
         raise CmgError(f"{where}: 'results' is {type(rows).__name__}, expected a list of rows")
-    first: dict[GateKey, int] = {}
+    first: dict[tuple, int] = {}
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise CmgError(f"{where}: results[{i}] is {type(row).__name__}, expected a row object")
@@ -136,11 +136,15 @@ def checked_rows(document: dict[str, Any], where: str) -> list[dict[str, Any]]:
         for field in ("value", "std"):
             if field in row and not is_number(row[field]):
                 raise CmgError(f"{where}: results[{i}] ({name}): {field} {row[field]!r} is not a number")
-        key = tuple(row[f] for f in KEY_FIELDS)
-        if key in first:
-            raise CmgError(f"{where}: results[{first[key]}] and results[{i}] are both {name}, "
-                           f"expected one row per model, task, direction and metric")
-        first[key] = i
+        keys = [tuple(row[f] for f in KEY_FIELDS)]
+        if "source" in row and "target" in row:
+            keys.append(("source-target", row["model"], row["task"], str(row["source"]), str(row["target"]),
+                         row["metric"]))
+        for key in keys:
+            if key in first:
+                raise CmgError(f"{where}: results[{first[key]}] and results[{i}] are both {name}, "
+                               f"expected one row per model, task, source, target and metric")
+            first[key] = i
     return rows
 
 

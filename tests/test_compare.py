@@ -258,3 +258,13 @@ def test_gate_duplicate_row_makes_the_document_invalid(tmp_path):
     result = cli("compare", *write_pair(tmp_path, base, current))
     assert result.exit_code == 1
     assert "results[0] and results[1] are both a ave V->A accuracy" in result.output
+
+
+def test_gate_duplicate_source_target_under_another_direction_name(tmp_path):
+    base = _document({("a", "V->A"): 50.0})
+    for row in base["results"]:
+        row.update(source="video", target="audio")
+    current = copy.deepcopy(base)
+    current["results"].append({**current["results"][0], "direction": "video->audio", "value": 90.0})
+    result = cli("compare", *write_pair(tmp_path, base, current))
+    assert result.exit_code == 1 and "results[0] and results[1] are both" in result.output
