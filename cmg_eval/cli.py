@@ -406,7 +406,8 @@ def compare_command(baseline: Path, current: Path, k: float, floor: float, allow
     for row in rows:
         failed = row.failed(allow_missing)
         diff = None if row.drop is None else -row.drop
-        verdict = Text("FAIL", "red") if failed else (Text("missing", "yellow") if row.drop is None else Text("ok", "green"))
+        verdict = Text("FAIL", "red") if failed else \
+            (Text("missing", "yellow") if row.drop is None else Text("ok", "green"))
         shown_diff = "missing" if diff is None else f"{diff + 0.0:+.2f}"
         table.add_row(*row.key, show(row.baseline), show(row.current), shown_diff, f"{row.allowed:.2f}",
                       verdict)

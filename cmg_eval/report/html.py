@@ -173,7 +173,8 @@ def _html_report(document: dict[str, Any], run_dir: Path) -> str:
              f"<p class='note'>{html.escape(LEGEND)}</p>", "<h2>Per task</h2>"]
     for task in meta["tasks"]:
         if task_rows(document, task):
-            parts += [f"<h3>{html.escape(str(task))}</h3>", bar_chart(document, task), transfer_matrices(document, task)]
+            parts += [f"<h3>{html.escape(str(task))}</h3>", bar_chart(document, task),
+                      transfer_matrices(document, task)]
     parts += ["<h2>Same-modality to cross-modal drop</h2>", drop_chart(document)]
     for title, plot in (("Confusion matrix", confusion_plot(document, run_dir)), ("Codebook", codebook_table(document))):
         if plot:
