@@ -105,9 +105,14 @@ def test_python2_pickles_read_back(tmp_path, dtype, order):
     np.testing.assert_array_equal(read, array)
 
 
-def test_empty_and_sliced_arrays_read_back(tmp_path):
+def test_empty_sliced_transposed_and_broadcast_arrays_read_back(tmp_path):
+    """Protocol 5 stores an array contiguous in a permutation of its axes with order 'K' and that permutation."""
+    transposed = np.arange(60.0).reshape(3, 4, 5).transpose(2, 0, 1)
+    grid = np.asarray(np.broadcast_to(np.arange(6.0).reshape(2, 1, 1, 3), (2, 7, 7, 3)), dtype=np.float32)
+    assert transposed.__reduce_ex__(5)[1][3] == "K" and not grid.flags.c_contiguous
     for protocol in range(6):
-        for array in (np.zeros((0, 128), np.float32), np.arange(40.0).reshape(8, 5)[::2, 1::2], np.array(2.5)):
+        for array in (np.zeros((0, 128), np.float32), np.arange(40.0).reshape(8, 5)[::2, 1::2], np.array(2.5),
+                      transposed, grid):
             read = read_feature_zip(zipped(tmp_path, f"e{protocol}", pickle.dumps(array, protocol=protocol)))
             np.testing.assert_array_equal(read, array)
             assert read.shape == array.shape

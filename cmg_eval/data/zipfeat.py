@@ -104,10 +104,16 @@ def _reconstruct(subtype, shape, typecode) -> _PickledArray:
 
 
 def _frombuffer(buffer, dtype, shape, order, axis_order=None) -> np.ndarray:
-    """`numpy...numeric._frombuffer` (protocol 5): an array over the buffer the pickle carries."""
-    if axis_order is not None:
-        raise pickle.UnpicklingError("refused _frombuffer with an axis order (expected C or F order)")
-    return _array_from(buffer, _dtype(dtype), _shape(shape), order)
+    """`numpy...numeric._frombuffer` (protocol 5): an array over the buffer the pickle carries; order 'K'
+    stores an array contiguous in a permutation of its axes (e.g. a transposed one) in memory order."""
+    if order != "K":
+        return _array_from(buffer, _dtype(dtype), _shape(shape), order)
+    shape = _shape(shape)
+    if not isinstance(axis_order, (tuple, list)) or sorted(axis_order) != list(range(len(shape))) \
+            or not all(type(axis) is int for axis in axis_order):
+        raise pickle.UnpicklingError(f"refused _frombuffer axis order {axis_order!r:.40} (expected a permutation "
+                                     f"of the {len(shape)} axes)")
+    return _array_from(buffer, _dtype(dtype), shape, "C").transpose(axis_order)
 
 
 def _scalar(dtype, data) -> np.generic:
