@@ -2,8 +2,8 @@
 reference's dataloaders read it, never through cmg-eval's synthetic writer, and with other legal choices
 than that writer makes:
 
-- h5: gzip compression with the shuffle filter and per-clip chunks, float16 video, float32 labels, an extra
-  dataset beside `avadataset`, int32 split orders in no particular order;
+- h5: per-clip chunks compressed with lzf (video) or gzip with the shuffle filter, float16 video, float32
+  labels, an extra dataset beside `avadataset`, int32 split orders in no particular order;
 - text: CRLF line ends, a trailing blank line in class lists, extra CSV columns, quoted class names with
   commas ("playing violin, fiddle"), the reference's own "typing on typewriter" and a 12-class AVE->AVVP
   list naming "Speech";
@@ -47,7 +47,8 @@ AVE_AVVP_CLASSES = ["Speech", "Car", "Dog", "Cat", "Frying_(food)", "Chainsaw", 
 UCF_VGG_PAIRS = [("PlayingGuitar", "playing acoustic guitar"), ("PlayingCello", "playing cello"), ("Skiing", "skiing"),
                  ("TableTennisShot", "playing table tennis"), ("Typing", "typing on typewriter"),
                  ("JumpRope", "rope skipping"), ("FrisbeeCatch", "playing frisbee"), ("PlayingFlute", "playing flute"),
-                 ("PlayingPiano", "playing piano"), ("Basketball", "basketball bounce"), ("PlayingSitar", "playing sitar"),
+                 ("PlayingPiano", "playing piano"), ("Basketball", "basketball bounce"),
+                 ("PlayingSitar", "playing sitar"),
                  ("PlayingViolin", "playing violin, fiddle"), ("PlayingTabla", "playing tabla"),
                  ("Drumming", "playing drum kit"), ("BlowDryHair", "hair dryer drying"), ("Bowling", "bowling impact")]
 # AVVP name -> AVE name of the same sound (one atom); AVE's speech classes are speech plus a speaker atom.
@@ -56,7 +57,7 @@ SHARED = {"Car": "Race car", "Dog": "Bark", "Cat": "Cat", "Frying_(food)": "Fryi
           "Helicopter": "Helicopter", "Acoustic_guitar": "Acoustic guitar", "Baby_cry_infant_cry": "Baby cry"}
 SIZES = {  # AVE (train, val, test), AVVP clips, (UCF clips, VGGSound clips)
     "tiny": ((800, 50, 50), 240, (320, 480)),  # the clip counts of `cmg-eval data synth --size tiny`
-    "small": ((60, 20, 20), 100, (100, 100)),
+    "small": ((56, 22, 22), 100, (100, 100)),
 }
 ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 
@@ -70,7 +71,8 @@ def atoms_of(name: str) -> list[str]:
 
 
 def atom_names() -> list[str]:
-    names = [a for c in AVE_CLASSES + AVVP_CLASSES for a in atoms_of(c)] + [u for u, _ in UCF_VGG_PAIRS] + ["background"]
+    names = [a for c in AVE_CLASSES + AVVP_CLASSES for a in atoms_of(c)]
+    names += [u for u, _ in UCF_VGG_PAIRS] + ["background"]
     return list(dict.fromkeys(names))
 
 
@@ -131,10 +133,11 @@ def write_table(path: Path, header: list[str], rows: list[list], delimiter: str 
         writer.writerows(rows)
 
 
-def write_zip(path: Path, array: np.ndarray, k: int) -> None:
-    """One pickled array; protocol, dtype, compression and member path vary with k."""
-    dtype = (np.float16, np.float32, np.float64)[k % 3]
-    payload = pickle.dumps(np.asarray(array, dtype=dtype), protocol=2 + k % 4)
+def write_zip(path: Path, array: np.ndarray, k: int, grid: bool = False) -> None:
+    """One pickled array (`grid`: a video's per-step vectors, spread over the 7 x 7 grid); protocol, dtype (video:
+    no float64, for speed), compression and member path vary with k."""
+    array = np.asarray(array, dtype=(np.float16, np.float32, np.float64)[k % (2 if grid else 3)])
+    payload = pickle.dumps(on_grid(array) if grid else array, protocol=2 + k % 4)
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", compression=(zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED)[k % 2]) as archive:
         archive.writestr(f"{path.stem}/{path.stem}.pkl" if k % 5 == 0 else f"{path.stem}.pkl", payload)
@@ -145,9 +148,14 @@ def on_grid(vectors: np.ndarray) -> np.ndarray:
     return np.broadcast_to(vectors[..., None, None, :], (*vectors.shape[:-1], *GRID, vectors.shape[-1]))
 
 
+def stored_steps(k: int) -> int:
+    """Steps of the k-th clip's audio (or UCF video) file: 7 (the reader pads with the last step), 13 (cut to 10)
+    or 10."""
+    return (7, 13, STEPS)[k % 3]
+
+
 def resample(array: np.ndarray, k: int) -> np.ndarray:
-    """7 or 13 steps (the reader pads with the last step or cuts to 10) or 10."""
-    steps = (7, 13, STEPS)[k % 3]
+    steps = stored_steps(k)
     return array[:steps] if steps <= STEPS else np.concatenate([array, np.repeat(array[-1:], steps - STEPS, 0)])
 
 
@@ -169,7 +177,11 @@ def write_ave(root: Path, atoms: Atoms, counts: tuple[int, int, int], rng: np.ra
     data = root / "AVE-ECCV18-master" / "data"
     data.mkdir(parents=True, exist_ok=True)
     n = sum(counts)
-    classes = rng.permutation(np.arange(n) % len(AVE_CLASSES))
+    order = rng.permutation(n).astype(np.int32)
+    splits = np.split(order, np.cumsum(counts)[:-1])
+    classes = np.zeros(n, np.int64)
+    for part in splits:  # every split as balanced over the classes as its size allows
+        classes[part] = rng.permutation(np.arange(len(part)) % len(AVE_CLASSES))
     onsets, lengths = rng.integers(0, 5, n), rng.integers(3, 11, n)
     events = (np.arange(STEPS) >= onsets[:, None]) & (np.arange(STEPS) < (onsets + lengths)[:, None])
     labels = np.zeros((n, STEPS, len(AVE_CLASSES) + 1), np.float32)
@@ -180,31 +192,34 @@ def write_ave(root: Path, atoms: Atoms, counts: tuple[int, int, int], rng: np.ra
     options = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
     with h5py.File(data / "visual_feature.h5", "w") as video, h5py.File(data / "audio_feature.h5", "w") as audio:
         video_set = video.create_dataset("avadataset", (n, STEPS, *GRID, VIDEO_DIM), np.float16,
-                                         chunks=(1, STEPS, *GRID, VIDEO_DIM), **options)
+                                         chunks=(1, STEPS, *GRID, VIDEO_DIM), compression="lzf")
         audio_set = audio.create_dataset("avadataset", (n, STEPS, AUDIO_DIM), np.float32, chunks=(16, STEPS, AUDIO_DIM),
                                          **options)
         for start in range(0, n, 100):
             part = coefficients[start:start + 100]
-            video_set[start:start + len(part)] = on_grid(atoms.features(part, "video", rng))
-            audio_set[start:start + len(part)] = atoms.features(part, "audio", rng)
+            video_set[start:start + len(part)] = on_grid(atoms.features(part, "video", rng).astype(np.float16))
+            audio_set[start:start + len(part)] = atoms.features(part, "audio", rng).astype(np.float32)
     with h5py.File(data / "labels.h5", "w") as handle:
         handle.create_dataset("avadataset", data=labels, chunks=(64, STEPS, len(AVE_CLASSES) + 1), **options)
         handle.create_dataset("notes", data=np.arange(3))
-    order = rng.permutation(n).astype(np.int32)
-    for split, part in zip(("train", "val", "test"), np.split(order, np.cumsum(counts)[:-1])):
+    for split, part in zip(("train", "val", "test"), splits):
         with h5py.File(data / f"{split}_order.h5", "w") as handle:
             handle.create_dataset("order", data=part)
     return classes
 
 
 def avvp_events(n: int, rng: np.random.Generator) -> np.ndarray:
-    """(clips, streams (audio, visual), steps, classes) activity: 1-3 classes, each heard, seen or both."""
+    """(clips, streams (audio, visual), steps, classes) activity: two classes heard and seen per clip, dealt so
+    that every class has clips in both streams even in a small folder, and sometimes a third, heard or seen."""
     active = np.zeros((n, 2, STEPS, len(AVVP_CLASSES)), bool)
     for clip in range(n):
-        for cls in rng.choice(len(AVVP_CLASSES), rng.integers(1, 4), replace=False):
+        first = clip % len(AVVP_CLASSES)
+        dealt = {first, (first + 1 + clip // len(AVVP_CLASSES) % (len(AVVP_CLASSES) - 1)) % len(AVVP_CLASSES)}
+        extra = {int(rng.integers(len(AVVP_CLASSES)))} if rng.random() < 0.4 else set()
+        for cls in dealt | extra:
             onset = rng.integers(0, STEPS - 1)
             span = slice(onset, rng.integers(onset + 1, STEPS + 1))
-            for stream in ((0,), (1,), (0, 1))[rng.integers(0, 3)]:
+            for stream in ((0, 1) if cls in dealt else (int(rng.integers(2)),)):
                 active[clip, stream, span, cls] = True
     return active
 
@@ -230,6 +245,8 @@ def write_avvp(root: Path, atoms: Atoms, n: int, rng: np.random.Generator, zero_
     ids = youtube_ids(n, rng)
     names = [f"{clip_id}_{s}_{s + STEPS}" for clip_id, s in zip(ids, 10 * rng.integers(0, 30, n))]
     active = avvp_events(n, rng)
+    for k in range(n):  # a clip whose audio file is short is heard as its last stored step until the end
+        active[k, 0, stored_steps(k):] = active[k, 0, min(stored_steps(k), STEPS) - 1]
     data = root / "AVVP" / "data"
     write_lines(data / "AVVP_Categories.txt", AVVP_CLASSES)
     header = ["filename", "onset", "offset", "event_labels", "comment"]
@@ -245,8 +262,8 @@ def write_avvp(root: Path, atoms: Atoms, n: int, rng: np.random.Generator, zero_
         stream = [[[AVVP_CLASSES[c] for c in np.flatnonzero(step)] for step in clip] for clip in active[:, s]]
         features = atoms.features(atoms.coefficients(stream), modality, rng)
         for k, (clip_id, array) in enumerate(zip(ids, features)):
-            array = resample(array, k) if modality == "audio" else on_grid(array)
-            write_zip(root / "AVVP" / "feature" / modality / "zip" / f"{clip_id}.zip", array, k)
+            write_zip(root / "AVVP" / "feature" / modality / "zip" / f"{clip_id}.zip",
+                      resample(array, k) if modality == "audio" else array, k, grid=modality == "video")
 
 
 def write_ave_avvp(root: Path, ave_classes: np.ndarray, rng: np.random.Generator) -> None:
@@ -288,7 +305,7 @@ def write_ucf_vgg(root: Path, atoms: Atoms, counts: tuple[int, int], rng: np.ran
         coefficients = atoms.coefficients([[[UCF_VGG_PAIRS[c][0]]] * STEPS for c in classes])
         for k, (clip_id, array) in enumerate(zip(ids, atoms.features(coefficients, modality, rng))):
             array = resample(array, k + side)
-            write_zip(folder / f"{clip_id}.zip", on_grid(array) if modality == "video" else array, k)
+            write_zip(folder / f"{clip_id}.zip", array, k, grid=modality == "video")
 
 
 def write_release(root: Path, size: str = "small", seed: int = 0, zero_length: bool = True) -> Atoms:

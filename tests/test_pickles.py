@@ -133,7 +133,8 @@ _frombuffer = np._core.numeric._frombuffer
 ALLOCATING = {
     "ndarray called directly": (Reduces(np.ndarray, ((HUGE,), "f8")), "numpy.ndarray(...) call"),
     "_reconstruct with a huge shape": (Reduces(_reconstruct, (np.ndarray, (HUGE,), b"b")), "empty ndarray placeholder"),
-    "state with a huge shape": (Reduces(_reconstruct, (np.ndarray, (0,), b"b"), (1, (HUGE,), np.dtype("f8"), False, bytes(8))),
+    "state with a huge shape": (Reduces(_reconstruct, (np.ndarray, (0,), b"b"),
+                                        (1, (HUGE,), np.dtype("f8"), False, bytes(8))),
                                 "needs 32000000000 bytes, the pickle carries 8"),
     "_frombuffer with a huge shape": (Reduces(_frombuffer, (bytearray(8), np.dtype("f8"), (HUGE,), "C")),
                                       "needs 32000000000 bytes, the pickle carries 8"),

@@ -40,7 +40,8 @@ class _PickledDtype:
         except TypeError:
             dtype = None
         if dtype is None or dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-            raise pickle.UnpicklingError(f"refused dtype {code!r:.40} (only bool, integer and float arrays are admitted)")
+            raise pickle.UnpicklingError(f"refused dtype {code!r:.40} (only bool, integer and float arrays are "
+                                         f"admitted)")
         self.dtype = dtype
 
     def __setstate__(self, state) -> None:
