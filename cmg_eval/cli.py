@@ -83,21 +83,47 @@ def default_data_root(cache_dir: Path | None) -> Path:
 
 @main.command("validate")
 @click.option("--data-root", type=click.Path(path_type=Path), required=True)
+@click.option("--quick", is_flag=True, help="Decode only the first feature file of each stream.")
 @click.argument("task_names", nargs=-1)
-def validate(data_root: Path, task_names: tuple[str, ...]) -> None:
-    """Check each task's files under DATA_ROOT against its expected layout; exit 1 if any is wrong."""
+def validate(data_root: Path, quick: bool, task_names: tuple[str, ...]) -> None:
+    """Check each task's files under DATA_ROOT and decode every feature file a run would read; list every
+    refused file and every warning, exit 1 if anything is refused."""
+    from cmg_eval.data.decode import problem
+
     tasks = {name: registry.tasks.get(name)() for name in task_names or registry.tasks.names()}
-    failed = 0
+    failed, outcome = 0, {}  # (file, read) -> problem or None, so tasks sharing files decode them once
     for name, task in tasks.items():
         try:
-            task.load(data_root)
+            data = task.load(data_root)
         except CmgError as error:
             failed += 1
             console.print(Text.assemble(f"{name}: ", (str(error), "red")), soft_wrap=True)
+            continue
+        notes = task.data_notes(data)
+        for warning in notes.get("warnings", []):
+            console.print(Text.assemble(f"{name}: ", ("warning", "yellow"), f": {warning}"), soft_wrap=True)
+        for key, value in notes.items():
+            if key != "warnings" and (any(value.values()) if isinstance(value, dict) else value):
+                console.print(Text(f"{name}: note: {key} {value}"), soft_wrap=True)
+        units = [u for reader in task.feature_readers(data) for u in reader.units(quick)]
+        with progress_bar() as progress:
+            bar = progress.add_task(f"{name}: decode feature files", total=len(units))
+            for unit in units:
+                if (unit.file, unit.what) not in outcome:
+                    outcome[unit.file, unit.what] = problem(unit)
+                progress.advance(bar)
+        refused = [outcome[u.file, u.what] for u in units if outcome[u.file, u.what]]
+        for line in refused:
+            console.print(Text.assemble(f"{name}: ", (line, "red")), soft_wrap=True)
+        files = len({u.file for u in units})
+        if refused:
+            failed += 1
+            console.print(f"{name}: {len(refused)} of {len(units)} feature reads refused ({files} files"
+                          f"{', --quick' if quick else ''})")
         else:
-            console.print(f"{name}: ok")
+            console.print(f"{name}: ok, {files} feature files decoded{' (--quick)' if quick else ''}")
     if failed:
-        err_console.print(f"validate: {failed} of {len(tasks)} tasks have missing or malformed files")
+        err_console.print(f"validate: {failed} of {len(tasks)} tasks have missing, malformed or unreadable files")
         sys.exit(1)
 
 

@@ -140,6 +140,9 @@ class RetrievalTask(Task):
         tokens = [data.token_file] if data.file_tokens is not None else []
         return [data.caption_file, *tokens, *data.zips.paths]
 
+    def feature_readers(self, data: RetrievalData) -> list:
+        return [data.zips, *([data.file_tokens] if data.file_tokens is not None else [])]
+
     def positives(self, data: RetrievalData, source: str) -> np.ndarray:
         """(queries, P) gallery indices: an item's captions, or a caption's item."""
         if source == "text":

@@ -328,7 +328,9 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
                          "directions": [direction_name(s, t) for s, t in task.directions],
                          "about": task.about(plan.datasets[name])} for name, task in plan.tasks.items()},
         "models": plan.models,
-        "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files)},
+        "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files),
+                 # per task: what the files do that is accepted but worth knowing (label-map differences, ...)
+                 "notes": {name: task.data_notes(plan.datasets[name]) for name, task in plan.tasks.items()}},
         "encode_mode": "eval",
         "allow_nonfinite": config.allow_nonfinite,
         "device": config.device,            # where encoders and heads ran (cpu or cuda)

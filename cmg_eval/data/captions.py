@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Iterator
 import h5py
 import numpy as np
 
+from cmg_eval.data.decode import Unit
 from cmg_eval.data.h5 import H5Array
 from cmg_eval.data.clipzips import MAX_STEPS, member_bound
 from cmg_eval.data.zipfeat import read_feature_zip
@@ -203,6 +204,12 @@ class ItemZips:
                            f"(T, {', '.join(map(str, self.tail))}) with T >= 1")
         return array.astype(np.float32, copy=False)
 
+    def units(self, quick: bool) -> list[Unit]:
+        """One read per item (quick: the first), decoded and checked as `read` does."""
+        units = [Unit(path, f"the array of item {item!r}", lambda index=index: self.read(index))
+                 for index, (path, item) in enumerate(zip(self.paths, self.ids))]
+        return units[:1] if quick else units
+
     def batches(self, order: np.ndarray, size: int,
                 check: Callable[[np.ndarray, Path, str], None]) -> Iterator[np.ndarray]:
         """Items in `order`, stacked into batches of equal T (never padded); `check` sees each array."""
@@ -245,6 +252,14 @@ class CaptionTokens:
                       for start in range(0, self.count, LENGTH_CHUNK)]
             self._lengths = np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
         return self._lengths
+
+    def units(self, quick: bool) -> list[Unit]:
+        """The token rows in blocks (quick: the first row)."""
+        size = 1 if quick else LENGTH_CHUNK
+        starts = range(0, min(self.count, 1) if quick else self.count, size)
+        return [Unit(Path(self.where), f"token rows {start}-{min(start + size, self.count) - 1}",
+                     lambda start=start: self.read_rows(np.arange(start, min(start + size, self.count))))
+                for start in starts]
 
     def order(self) -> np.ndarray:
         """Captions sorted so that equal lengths are adjacent (stable)."""

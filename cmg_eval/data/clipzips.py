@@ -8,6 +8,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from cmg_eval.data.decode import Unit
 from cmg_eval.data.zipfeat import read_feature_zip
 from cmg_eval.errors import CmgError
 
@@ -91,6 +92,15 @@ class ClipZips:
         for clip_id in self.ids:
             digest.update(f"|{clip_id}:{self._stats[clip_id]}".encode())
         return digest.hexdigest()
+
+    def units(self, quick: bool) -> list[Unit]:
+        """One read per distinct file, in first-use order (quick: the first), decoded and checked as `read` does."""
+        first_row = {}
+        for row, clip_id in enumerate(self.ids):
+            first_row.setdefault(clip_id, row)
+        units = [Unit(self.path(clip_id), f"its {self.what} array", lambda row=row: self.read(row))
+                 for clip_id, row in first_row.items()]
+        return units[:1] if quick else units
 
     def paths(self) -> list[Path]:
         """The distinct files, in first-use order."""

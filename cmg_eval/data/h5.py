@@ -8,7 +8,10 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 
+from cmg_eval.data.decode import Unit
 from cmg_eval.errors import CmgError
+
+BLOCK_ROWS = 64  # rows per read when `validate` decodes a whole dataset
 
 
 # A dataset may declare more than it stores only by compression (deflate reaches about 1000:1): beyond this
@@ -84,7 +87,11 @@ class H5Array:
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise CmgError(f"{self.path}: index {int(indices.max())} out of range for {len(self)} rows in {self.key!r}")
         unique, inverse = np.unique(indices, return_inverse=True)
-        rows = self._read_sorted(unique)
+        try:
+            rows = self._read_sorted(unique)
+        except OSError as error:  # e.g. a chunk that does not decompress
+            raise CmgError(f"{self.path}: rows {int(unique[0])}-{int(unique[-1])} of dataset {self.key!r} are not "
+                           f"readable ({str(error).splitlines()[0]})") from None
         if len(unique) != len(indices) or not np.array_equal(unique, indices):
             rows = rows[inverse]  # only when the order differs: this copy costs as much as the read
         return rows.astype(dtype, copy=False)
@@ -108,6 +115,14 @@ class H5Array:
         """Float32 batches of rows, never holding more than one batch in memory."""
         for start in range(0, len(indices), batch_size):
             yield self.read_rows(indices[start:start + batch_size])
+
+    def units(self, quick: bool) -> list[Unit]:
+        """Every row in blocks (quick: the first row), read as a run reads them."""
+        size = 1 if quick else BLOCK_ROWS
+        starts = range(0, min(len(self), 1) if quick else len(self), size)
+        return [Unit(self.path, f"rows {start}-{min(start + size, len(self)) - 1} of dataset {self.key!r}",
+                     lambda start=start: self.read_rows(np.arange(start, min(start + size, len(self)))))
+                for start in starts]
 
     def close(self) -> None:
         self._file.close()
