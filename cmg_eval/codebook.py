@@ -1,4 +1,4 @@
-"""Codebook diagnostics (spec 5): code usage and perplexity per modality, dead codes, and how often
+"""Codebook diagnostics: code usage and perplexity per modality, dead codes, and how often
 paired inputs of two modalities land on the same code.
 
 Works for every encoder with `encode_indices` (B, T, L): each of the L code columns (RVQ levels,

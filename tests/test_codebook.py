@@ -1,4 +1,4 @@
-"""Codebook diagnostics (spec 5) on an encoder whose codes are known in advance."""
+"""Codebook diagnostics on an encoder whose codes are known in advance."""
 
 import math
 

@@ -10,7 +10,7 @@ from cmg_eval.encoders.loading import load_checkpoint, load_model
 from cmg_eval.errors import CmgError, UnsupportedModality
 from cmg_eval.io import save_checkpoint
 
-# A sample of Appendix A of reference-model.md (the public AVT_VQVAE_Encoder state_dict).
+# A sample of the public AVT_VQVAE_Encoder state_dict (docs/checkpoints.md, DCID layout).
 PUBLIC_KEYS = {
     "Video_encoder.conv_stack.0.weight": (1024, 512, 3, 3),
     "Video_encoder.conv_stack.5.stack.0.res_block.1.weight": (2048, 2048, 3, 3),

@@ -196,7 +196,8 @@ def test_rvq_quantize_outputs_the_sum_and_keeps_row_zero():
 
 
 def loop_mm_ema(embedding, ema_count, ema_weight, features, indices, decay, eps):
-    """The update written as loops over modalities, codes and tokens (reference-model.md 1.5)."""
+    """The update written as loops over modalities, codes and tokens. MM-EMA: a code moves towards 0.5 x the
+    features of its own modality plus 0.25 x each other modality's features at the same positions."""
     embedding, ema_count, ema_weight = embedding.clone(), ema_count.clone(), ema_weight.clone()
     n = len(embedding)
     for m in ("audio", "video", "text"):

@@ -1,4 +1,4 @@
-"""Training-time modules keep the public parameter names and shapes (reference-model.md Appendices A-C)."""
+"""Training-time modules keep the public parameter names and shapes (docs/checkpoints.md)."""
 
 import torch
 

@@ -1,4 +1,4 @@
-"""SRCID (two-layer MLVQ, reference-model.md 1.8 and 6.2) as a unified encoder.
+"""SRCID (two-layer MLVQ, docs/checkpoints.md SRCID layout) as a unified encoder.
 
 Layer 1 is DCID; layer 2 encodes layer 1's modal-specific features, so the full modal-specific
 encoders (including the large `Video_encoder`) are on the inference path. The codebook is shared

@@ -1,7 +1,7 @@
 """The DCID encoder (`AVT_VQVAE_Encoder`) with the public parameter names and shapes.
 
-Written from reference-model.md 1-2 and Appendix A; attribute names are what public
-checkpoints store, so `load_state_dict(strict=True)` works on `Encoder_parameters`.
+Attribute names are what public checkpoints store (docs/checkpoints.md, DCID layout), so
+`load_state_dict(strict=True)` works on `Encoder_parameters`.
 """
 
 from __future__ import annotations

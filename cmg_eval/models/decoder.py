@@ -1,4 +1,4 @@
-"""The pretraining decoders (`AVT_VQVAE_Decoder`, reference-model.md 1.1 and Appendix B).
+"""The pretraining decoders (`AVT_VQVAE_Decoder`, the public parameter names).
 
 Each decoder rebuilds one modality from its quantized modal-general code plus its modal-specific
 features. Parameter names follow the public `Decoder_parameters`.

@@ -1,4 +1,4 @@
-"""Residual VQ (`AVT_RQVAE_Encoder`, reference-model.md 4): DCID with one codebook per level.
+"""Residual VQ (`AVT_RQVAE_Encoder`, docs/checkpoints.md RVQ layout): DCID with one codebook per level.
 
 `Cross_quantizer.*` gains a leading level axis `(L, n, hidden)`; row 0 of every level is held at
 zero so that a level can add nothing.

@@ -1,4 +1,4 @@
-"""The two-layer encoder (`AVT_MLVQVAE_Encoder`, reference-model.md 1.8 and Appendix C).
+"""The two-layer encoder (`AVT_MLVQVAE_Encoder`, docs/checkpoints.md SRCID layout).
 
 Layer 1 is DCID under DCID's names. Layer 2's encoders read layer 1's modal-specific features
 (video: the pooled 'club feature'), so layer 2 sees what layer 1 left in its residual.

@@ -1,4 +1,4 @@
-"""CLUB: a variational upper bound of mutual information (`CLUBSample_group`, reference-model.md 3).
+"""CLUB: a variational upper bound of mutual information (the reference's `CLUBSample_group`).
 
 A network q(y|x) = N(mu(x), exp(logvar(x))) is fitted in its own inner steps on detached pairs;
 the bound, positive-pair minus shuffled-pair log-likelihood, is then minimised by the encoders.

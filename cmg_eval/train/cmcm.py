@@ -1,4 +1,4 @@
-"""Cross-modal code matching (reference-model.md 5): paired inputs should share code distributions."""
+"""Cross-modal code matching (Liu et al., ACL 2022): paired inputs should share code distributions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cross-modal CPC (`Cross_CPC_AVT`, reference-model.md 3): maximise MI between modalities' general features.
+"""Cross-modal CPC (the reference's `Cross_CPC_AVT`): maximise MI between modalities' general features.
 
 Each modality has its own unidirectional LSTM context; from one modality's context at step t a
 linear predictor scores the next step of every modality against the batch (InfoNCE).

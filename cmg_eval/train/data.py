@@ -1,4 +1,4 @@
-"""The VGGSound-AVEL40k pretraining set, read from its release layout (reference-model.md 3 'Data').
+"""The VGGSound-AVEL40k pretraining set, read from its release layout (docs/formats.md).
 
 Every split of `vggsound-avel40k.csv` is used; audio is padded to 10 steps by repeating its last
 row or truncated; text is the category's prompt tokens (B, 10, 768), zero-padded.

@@ -1,7 +1,7 @@
 """Quantizers for pretraining: VQ with MM-EMA codebook updates, residual VQ, FSQ.
 
 Each `*_quantize` returns straight-through outputs, indices and the cross-modal commitment terms
-(reference-model.md 1.5); codebook updates are returned as a callable that the trainer runs after
+(the reference's `Cross_VQEmbeddingEMA_AVT`); codebook updates are returned as a callable that the trainer runs after
 the backward pass, so the codebook the losses saw is never modified under autograd.
 """
 

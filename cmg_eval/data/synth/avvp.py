@@ -1,4 +1,4 @@
-"""Synthetic AVVP and AVE->AVVP in the release formats (reference-protocol.md 3.2, 3.3, 6).
+"""Synthetic AVVP and AVE->AVVP in the release formats (docs/formats.md).
 
 AVVP clips have separate audio and visual event streams: each event class is audible and visible,
 audible only, or visible only, with its own timing per stream; each stream's latent is the sum of the

@@ -1,4 +1,4 @@
-"""Synthetic UCF101 (video) and VGGSound-AVEL40k (audio) for UCF<->VGG (reference-protocol.md 3.4, 6).
+"""Synthetic UCF101 (video) and VGGSound-AVEL40k (audio) for UCF<->VGG (docs/formats.md).
 
 The 16 index-aligned class pairs come from the `ucf_vgg` label map; both names of a pair share the
 UCF name's prototype, so a head trained on one dataset transfers to the other. Clips have a varying

@@ -1,4 +1,4 @@
-"""Synthetic VGGSound-AVEL40k, the pretraining set, in its release layout (reference-protocol.md 6).
+"""Synthetic VGGSound-AVEL40k, the pretraining set, in its release layout (docs/formats.md).
 
     vggsound40k/data/vggsound-avel40k.csv            category,video_id,split (all splits pretrain)
     vggsound40k/data/VggsoundAVEL40kCategories.txt   141 category names, one a line
