@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from cmg_eval.data.h5 import ALWAYS_READABLE, MAX_INFLATION
-from cmg_eval.encoders.base import INPUT_TAIL, LoadedModel, finite_activations, finite_float32
+from cmg_eval.constants import FEATURE_TAILS
+from cmg_eval.encoders.base import LoadedModel, finite_activations, finite_float32
 from cmg_eval.errors import CmgError
 from cmg_eval.io import atomic_write
 
@@ -64,7 +65,7 @@ def read_npy_header(handle, where: str) -> tuple[tuple[int, ...], bool, np.dtype
 
 
 def check_layout(shape: tuple[int, ...], dtype: np.dtype, modality: str, where: str) -> None:
-    tail = INPUT_TAIL[modality]
+    tail = FEATURE_TAILS[modality]
     if len(shape) != 2 + len(tail) or tuple(shape[2:]) != tail:
         raise CmgError(f"{where} has shape {shape}, expected (B, T, {', '.join(map(str, tail))})")
     if dtype.kind not in "fiu" or dtype.hasobject:

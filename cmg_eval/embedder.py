@@ -15,7 +15,8 @@ from rich.progress import Progress
 from torch import nn
 
 from cmg_eval.cache import EmbeddingCache, cache_key
-from cmg_eval.encoders.base import MAX_TEXT_TOKENS, LoadedModel, finite_activations
+from cmg_eval.constants import MAX_TEXT_TOKENS
+from cmg_eval.encoders.base import LoadedModel, finite_activations
 from cmg_eval.errors import CmgError
 from cmg_eval.task import FeatureSource
 

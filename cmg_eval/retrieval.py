@@ -15,11 +15,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cmg_eval.data.captions import (TOKENS_FILE, CaptionSet, CaptionTokens, ItemZips, read_token_file,
-                                    tokens_from_array)
-from cmg_eval.data.clipzips import check_stem
+from cmg_eval.data.captions import TOKENS_FILE, CaptionSet, CaptionTokens, read_token_file, tokens_from_array
+from cmg_eval.data.clipzips import ClipZips, check_stem
 from cmg_eval.data.manifest import fingerprint
-from cmg_eval.encoders.base import INPUT_TAIL
+from cmg_eval.constants import FEATURE_TAILS as INPUT_TAIL
 from cmg_eval.errors import CmgError
 from cmg_eval.metrics.retrieval import chance_per_query, cosine_retrieval, pad_positives, summarize
 from cmg_eval.task import FeatureSource, Scored, SourceRun, Task, direction_name
@@ -44,7 +43,7 @@ class RetrievalData:
     root: Path
     caption_file: Path
     captions: CaptionSet
-    zips: ItemZips
+    zips: ClipZips
     item_modality: str
     token_file: Path
     file_tokens: CaptionTokens | None
@@ -62,8 +61,8 @@ class RetrievalData:
 
         key = f"{self.task}:{self.item_modality}:{self.zip_digest}:{_order_hash(order)}"
         source = FeatureSource(key=key, modality=self.item_modality, n_items=len(order),
-                               batches=lambda size: self.zips.batches(order, size, check),
-                               where=str(self.zips.paths[0].parent), part="items", pool=True)
+                               batches=lambda size: self.zips.iter_rows(order, size, check),
+                               where=str(self.zips.folder), part="items", pool=True)
         return source, order
 
     def tokens(self, settings: dict[str, Any]) -> CaptionTokens:
@@ -128,17 +127,18 @@ class RetrievalTask(Task):
         zip_dir = root / self.zip_folder
         for item in captions.items:
             check_stem(self.zip_name(item), f"{root / self.caption_file}: item", zip_dir)
-        zips = ItemZips([zip_dir / f"{self.zip_name(item)}.zip" for item in captions.items], captions.items,
-                        INPUT_TAIL[self.item_modality])
+        zips = ClipZips(zip_dir, [self.zip_name(item) for item in captions.items], captions.items,
+                        INPUT_TAIL[self.item_modality], root / self.caption_file, None, pad=False, steps=None,
+                        what=f"{self.item_modality} features")
         token_file = root / TOKENS_FILE
         file_tokens = read_token_file(token_file, captions.caption_ids, fingerprint(token_file)) \
             if token_file.is_file() else None
         return RetrievalData(self.name, root, root / self.caption_file, captions, zips, self.item_modality,
-                             token_file, file_tokens, zips.digest())
+                             token_file, file_tokens, zips.key())
 
     def files(self, data: RetrievalData) -> list[Path]:
         tokens = [data.token_file] if data.file_tokens is not None else []
-        return [data.caption_file, *tokens, *data.zips.paths]
+        return [data.caption_file, *tokens, *data.zips.paths()]
 
     def feature_readers(self, data: RetrievalData) -> list:
         return [data.zips, *([data.file_tokens] if data.file_tokens is not None else [])]

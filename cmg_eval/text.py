@@ -16,12 +16,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from cmg_eval.constants import MAX_TEXT_TOKENS, TOKEN_DIM
 from cmg_eval.data.manifest import fingerprint
 from cmg_eval.errors import CmgError
 from cmg_eval.registry import Registry
 
-MAX_TOKENS = 10
-TOKEN_DIM = 768
 MAX_PIECES = 25      # the reference's bert-embedding default sequence length (word-pieces, specials included)
 BATCH = 64
 
@@ -62,9 +61,9 @@ def words_of(word_ids: Sequence[int | None], hidden: np.ndarray) -> np.ndarray:
 
 def pad_words(vectors: list[np.ndarray]) -> np.ndarray:
     """Per-caption word vectors -> (N, 10, 768), first 10 words, zeros after."""
-    out = np.zeros((len(vectors), MAX_TOKENS, TOKEN_DIM), np.float32)
+    out = np.zeros((len(vectors), MAX_TEXT_TOKENS, TOKEN_DIM), np.float32)
     for row, words in zip(out, vectors):
-        kept = words[:MAX_TOKENS]
+        kept = words[:MAX_TEXT_TOKENS]
         row[:len(kept)] = kept
     return out
 

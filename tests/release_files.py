@@ -28,7 +28,8 @@ import h5py
 import numpy as np
 import torch
 
-STEPS = 10
+from cmg_eval.constants import STEPS
+
 VIDEO_DIM, AUDIO_DIM, GRID = 512, 128, (7, 7)
 NOISE = 0.1
 

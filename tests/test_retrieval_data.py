@@ -107,7 +107,7 @@ def test_full_size_counts_match_the_releases():
 
 def test_missing_zip_names_the_item(micro):
     data = MsrvttVideoText().load(micro)
-    victim = data.zips.paths[2]
+    victim = data.zips.paths()[2]
     victim.unlink()
     with pytest.raises(CmgError) as error:
         MsrvttVideoText().load(micro)
@@ -136,25 +136,25 @@ def test_bad_annotation_is_named(micro):
 
 def test_wrong_shape_names_the_file(micro):
     data = ClothoAudioText().load(micro)
-    write_feature_zip(data.zips.paths[1], np.zeros((5, 64), np.float32))
+    write_feature_zip(data.zips.paths()[1], np.zeros((5, 64), np.float32))
     data = ClothoAudioText().load(micro)
     source, _ = data.item_source(strict=True)
     with pytest.raises(CmgError) as error:
         list(source.batches(8))
     message = one_line(error)
-    assert str(data.zips.paths[1]) in message and "(5, 64)" in message and "(T, 128)" in message
+    assert str(data.zips.paths()[1]) in message and "(5, 64)" in message and "(T, 128)" in message
 
 
 def test_non_finite_features_name_the_file(micro):
     data = MsrvttVideoText().load(micro)
     array = data.zips.read(0)
     array[0, 0, 0, 0] = np.nan
-    write_feature_zip(data.zips.paths[0], array)
+    write_feature_zip(data.zips.paths()[0], array)
     data = MsrvttVideoText().load(micro)
     source, _ = data.item_source(strict=True)
     with pytest.raises(CmgError) as error:
         list(source.batches(8))
-    assert str(data.zips.paths[0]) in one_line(error) and "non-finite" in str(error.value)
+    assert str(data.zips.paths()[0]) in one_line(error) and "non-finite" in str(error.value)
     source, _ = data.item_source(strict=False)            # --allow-nonfinite: the embedder masks them
     assert sum(len(b) for b in source.batches(8)) == len(data.captions.items)
 

@@ -11,23 +11,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Iterator
 
 import h5py
 import numpy as np
 
+from cmg_eval.constants import MAX_TEXT_TOKENS, TOKEN_DIM
 from cmg_eval.data.decode import Unit
 from cmg_eval.data.h5 import H5Array
-from cmg_eval.data.clipzips import MAX_STEPS, member_bound
-from cmg_eval.data.zipfeat import read_feature_zip
 from cmg_eval.errors import CmgError
 
-MAX_TOKENS = 10
-TOKEN_DIM = 768
 TOKENS_FILE = "text_tokens.h5"
 CLOTHO_CAPTIONS = tuple(f"caption_{i}" for i in range(1, 6))
 LENGTH_CHUNK = 1024
@@ -144,87 +140,6 @@ def _text(value: str | None, path: Path, column: str, row: int) -> str:
     return value.strip()
 
 
-# ------------------------------------------------------------------------------------------ item features
-
-
-def _feature_member(archive: zipfile.ZipFile) -> zipfile.ZipInfo | None:
-    """The member `read_feature_zip` reads: the last `.pkl`, else the last file."""
-    members = [m for m in archive.infolist() if not m.filename.endswith("/")]
-    pickles = [m for m in members if m.filename.endswith(".pkl")] or members
-    return pickles[-1] if pickles else None
-
-
-@dataclass
-class ItemZips:
-    """One `<id>.zip` per item, each a pickled (T, *tail) array; T differs between items."""
-
-    paths: list[Path]
-    ids: list[str]
-    tail: tuple[int, ...]
-    sizes: np.ndarray = field(init=False)   # uncompressed member bytes: equal T <=> equal size (same dtype)
-
-    def __post_init__(self) -> None:
-        sizes = []
-        bound = member_bound(MAX_STEPS, self.tail)
-        for item, path in zip(self.ids, self.paths):
-            if not path.is_file():
-                raise CmgError(f"{path}: missing feature zip for item {item!r} (expected a zip holding one pickled "
-                               f"(T, {', '.join(map(str, self.tail))}) array)")
-            try:
-                with zipfile.ZipFile(path) as archive:
-                    member = _feature_member(archive)
-            except (zipfile.BadZipFile, OSError) as error:
-                raise CmgError(f"{path}: not a readable zip for item {item!r} ({error})") from None
-            if member is None:
-                raise CmgError(f"{path}: empty zip for item {item!r}, expected one pickled numpy array")
-            if member.file_size > bound:
-                raise CmgError(f"{path}:{member.filename}: declares {member.file_size} bytes unpacked, expected at "
-                               f"most {bound} for a (T <= {MAX_STEPS}, {', '.join(map(str, self.tail))}) array")
-            sizes.append(member.file_size)
-        self.sizes = np.asarray(sizes, dtype=np.int64)
-
-    def digest(self) -> str:
-        """Changes when any file is rewritten (name, size, mtime): part of embedding cache keys."""
-        digest = hashlib.sha256()
-        for path in self.paths:
-            stat = path.stat()
-            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-        return digest.hexdigest()[:24]
-
-    def order(self) -> np.ndarray:
-        """Items sorted so that equal lengths are adjacent (stable: ties keep item order)."""
-        return np.argsort(self.sizes, kind="stable")
-
-    def read(self, index: int) -> np.ndarray:
-        """Item `index` as float32 (T, *tail), T >= 1."""
-        path = self.paths[index]
-        array = read_feature_zip(path, member_bound(MAX_STEPS, self.tail))
-        if array.ndim != 1 + len(self.tail) or tuple(array.shape[1:]) != self.tail or array.shape[0] < 1:
-            raise CmgError(f"{path}: array of shape {array.shape} for item {self.ids[index]!r}, expected "
-                           f"(T, {', '.join(map(str, self.tail))}) with T >= 1")
-        return array.astype(np.float32, copy=False)
-
-    def units(self, quick: bool) -> list[Unit]:
-        """One read per item (quick: the first), decoded and checked as `read` does."""
-        units = [Unit(path, f"the array of item {item!r}", lambda index=index: self.read(index))
-                 for index, (path, item) in enumerate(zip(self.paths, self.ids))]
-        return units[:1] if quick else units
-
-    def batches(self, order: np.ndarray, size: int,
-                check: Callable[[np.ndarray, Path, str], None]) -> Iterator[np.ndarray]:
-        """Items in `order`, stacked into batches of equal T (never padded); `check` sees each array."""
-        batch: list[np.ndarray] = []
-        for index in order.tolist():
-            array = self.read(index)
-            check(array, self.paths[index], self.ids[index])
-            if batch and (len(batch) == size or array.shape[0] != batch[0].shape[0]):
-                yield np.stack(batch)
-                batch = []
-            batch.append(array)
-        if batch:
-            yield np.stack(batch)
-
-
 # ------------------------------------------------------------------------------------------ caption tokens
 
 
@@ -287,7 +202,7 @@ def tokens_from_array(tokens: np.ndarray, where: str, key: str) -> CaptionTokens
 def read_token_file(path: str | Path, caption_ids: list[str], fingerprint: str) -> CaptionTokens:
     """`text_tokens.h5` rows of the given captions (by `caption_id`); every caption must be present."""
     path = Path(path)
-    tokens = H5Array(path, "tokens", (MAX_TOKENS, TOKEN_DIM), what="BERT token features of each caption")
+    tokens = H5Array(path, "tokens", (MAX_TEXT_TOKENS, TOKEN_DIM), what="BERT token features of each caption")
     with h5py.File(path, "r") as handle:
         if "caption_id" not in handle or not isinstance(handle["caption_id"], h5py.Dataset) \
                 or handle["caption_id"].ndim != 1:

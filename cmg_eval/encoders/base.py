@@ -10,13 +10,11 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
+from cmg_eval.constants import FEATURE_TAILS, MAX_TEXT_TOKENS
 from cmg_eval.errors import CmgError, UnsupportedModality
 
 MODALITIES = ("video", "audio", "text")
 SHORT = {"video": "V", "audio": "A", "text": "T"}
-# Per-step input shape of each modality: video VGG19 pool5 maps, audio VGGish, text BERT tokens.
-INPUT_TAIL = {"video": (7, 7, 512), "audio": (128,), "text": (768,)}
-MAX_TEXT_TOKENS = 10
 
 
 class UnifiedEncoder(ABC):
@@ -38,7 +36,7 @@ class UnifiedEncoder(ABC):
 
     @abstractmethod
     def encode(self, modality: str, feats: torch.Tensor, readout: str | None = None) -> torch.Tensor:
-        """(B, T, *INPUT_TAIL[modality]) -> (B, T, D) float32."""
+        """(B, T, *FEATURE_TAILS[modality]) -> (B, T, D) float32."""
 
     def encode_indices(self, modality: str, feats: torch.Tensor) -> torch.Tensor | None:
         """(B, T, L) int64 code indices, or None when the encoder has no codes."""
@@ -65,7 +63,7 @@ class UnifiedEncoder(ABC):
         if modality not in self.modalities:
             raise UnsupportedModality(f"encoder {self.name!r} does not support {modality} (supports: {', '.join(self.modalities)})")
         feats = torch.as_tensor(feats)
-        tail = INPUT_TAIL[modality]
+        tail = FEATURE_TAILS[modality]
         if feats.dim() != 2 + len(tail) or tuple(feats.shape[2:]) != tail or feats.shape[1] < 1:
             raise CmgError(f"{modality} input has shape {tuple(feats.shape)}, expected (B, T, {', '.join(map(str, tail))})")
         if modality == "text" and feats.shape[1] > MAX_TEXT_TOKENS:
@@ -174,7 +172,7 @@ def example_inputs(modality: str, batch: int = 3, steps: int = 10, seed: int = 0
     """Generated inputs of the modality's layout (non-negative like ReLU features)."""
     generator = torch.Generator().manual_seed(seed)
     steps = min(steps, MAX_TEXT_TOKENS) if modality == "text" else steps
-    return torch.randn((batch, steps, *INPUT_TAIL[modality]), generator=generator).abs()
+    return torch.randn((batch, steps, *FEATURE_TAILS[modality]), generator=generator).abs()
 
 
 def check_model(encoder: UnifiedEncoder, batch: int = 3, steps: int = 10) -> list[CheckResult]:

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from cmg_eval.encoders.base import MAX_TEXT_TOKENS, UnifiedEncoder
+from cmg_eval.constants import MAX_TEXT_TOKENS
+from cmg_eval.encoders.base import UnifiedEncoder
 from cmg_eval.errors import CmgError, UnsupportedModality
 from cmg_eval.models.dcid import (AVTVQVAEEncoder, DcidConfig, InternalTemporalRelationModule,
                                   VideoSemanticEncoder, expected_shapes, text_lstm)

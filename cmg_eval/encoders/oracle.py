@@ -6,7 +6,8 @@ from typing import Any, Mapping
 
 import torch
 
-from cmg_eval.encoders.base import INPUT_TAIL, UnifiedEncoder
+from cmg_eval.constants import FEATURE_TAILS
+from cmg_eval.encoders.base import UnifiedEncoder
 from cmg_eval.errors import CmgError
 from cmg_eval.registry import register_encoder
 
@@ -31,10 +32,10 @@ class OracleEncoder(UnifiedEncoder):
             raise CmgError(f"{source}: oracle checkpoint has no 'maps' dict")
         latent_dim = int(ckpt.get("config", {}).get("latent_dim", 0)) or None
         for modality, params in maps.items():
-            if modality not in INPUT_TAIL:
+            if modality not in FEATURE_TAILS:
                 raise CmgError(f"{source}: oracle map for unknown modality {modality!r}")
             weight, bias = params.get("weight"), params.get("bias")
-            width = INPUT_TAIL[modality][-1]
+            width = FEATURE_TAILS[modality][-1]
             latent_dim = latent_dim or (weight.shape[1] if weight is not None else None)
             if weight is None or tuple(weight.shape) != (width, latent_dim) or bias is None \
                     or tuple(bias.shape) != (latent_dim,):

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from cmg_eval.encoders._dcid_family import checked_states, encoder_state, load_subset, random_checkpoint
-from cmg_eval.encoders.base import MAX_TEXT_TOKENS, UnifiedEncoder
+from cmg_eval.constants import MAX_TEXT_TOKENS
+from cmg_eval.encoders.base import UnifiedEncoder
 from cmg_eval.encoders.dcid import TEXT_KEY, nearest_codes
 from cmg_eval.errors import CmgError, UnsupportedModality
 from cmg_eval.models.dcid import DcidConfig, text_lstm

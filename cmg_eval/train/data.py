@@ -13,24 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cmg_eval.constants import FEATURE_TAILS, MAX_TEXT_TOKENS, TOKEN_DIM
+from cmg_eval.data.clipzips import ClipZips
 from cmg_eval.data.manifest import manifest, manifest_hash
 from cmg_eval.data.zipfeat import read_feature_zip
 from cmg_eval.errors import CmgError
 
 FOLDER = "vggsound40k"
-STEPS = 10
-TOKENS = 10
 PRELOAD_BYTES = 4 << 30   # smaller sets are read into memory once; larger ones per batch
-TAILS = {"video": (7, 7, 512), "audio": (128,)}
-
-
-def fit_steps(array: np.ndarray, where: str, tail: tuple[int, ...]) -> np.ndarray:
-    """(T, *tail) -> (10, *tail): repeat the last step or truncate, as the reference loader does."""
-    if array.ndim != 1 + len(tail) or tuple(array.shape[1:]) != tail or len(array) == 0:
-        raise CmgError(f"{where}: array of shape {array.shape}, expected (T, {', '.join(map(str, tail))})")
-    if len(array) < STEPS:
-        array = np.concatenate([array, np.repeat(array[-1:], STEPS - len(array), axis=0)])
-    return array[:STEPS]
+MODALITIES = ("video", "audio")   # read from clip zips; text is the category's prompt tokens
 
 
 def read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
@@ -63,12 +54,14 @@ def read_prompt_tokens(base: Path, names: list[str]) -> np.ndarray:
     labels = [row["label"] for row in prompts]
     path = base / "feature" / "text" / "prompt_tokens.zip"
     tokens = read_feature_zip(path).astype(np.float32)
-    if tokens.ndim != 3 or tokens.shape[0] != len(labels) or tokens.shape[2] != 768 or tokens.shape[1] > TOKENS:
-        raise CmgError(f"{path}: array of shape {tokens.shape}, expected ({len(labels)}, <=10, 768): one row per prompt")
+    if tokens.ndim != 3 or tokens.shape[0] != len(labels) or tokens.shape[2] != TOKEN_DIM \
+            or tokens.shape[1] > MAX_TEXT_TOKENS:
+        raise CmgError(f"{path}: array of shape {tokens.shape}, expected ({len(labels)}, <={MAX_TEXT_TOKENS}, "
+                       f"{TOKEN_DIM}): one row per prompt")
     missing = [n for n in names if n not in labels]
     if missing:
         raise CmgError(f"{base / 'data' / 'vggsoundCategories2Prompts.csv'}: no prompt for category {missing[0]!r}")
-    tokens = np.pad(tokens, ((0, 0), (0, TOKENS - tokens.shape[1]), (0, 0)))
+    tokens = np.pad(tokens, ((0, 0), (0, MAX_TEXT_TOKENS - tokens.shape[1]), (0, 0)))
     return tokens[[labels.index(n) for n in names]]
 
 
@@ -77,30 +70,31 @@ class PretrainSet:
     """Clips of all splits: features per clip id, category per clip, prompt tokens per category."""
 
     root: Path
-    ids: list[str]
+    zips: dict[str, ClipZips]
     classes: np.ndarray
     tokens: np.ndarray
     files: list[Path]
     cached: dict[str, np.ndarray] | None = None
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.classes)
 
-    def zip_path(self, modality: str, video_id: str) -> Path:
-        return self.root / FOLDER / "feature" / modality / "zip" / f"{video_id}.zip"
+    @property
+    def ids(self) -> list[str]:
+        return self.zips["video"].ids
 
     def read(self, modality: str, index: int) -> np.ndarray:
-        path = self.zip_path(modality, self.ids[index])
-        return fit_steps(read_feature_zip(path), str(path), TAILS[modality])
+        """One clip's (10, *tail) float32 features, padded with its last step or cut as the reference loader does."""
+        return self.zips[modality].read(index)
 
     def preload(self) -> "PretrainSet":
-        self.cached = {m: np.stack([self.read(m, i) for i in range(len(self))]) for m in TAILS}
+        self.cached = {m: np.stack([self.read(m, i) for i in range(len(self))]) for m in MODALITIES}
         return self
 
     def batch(self, items: np.ndarray) -> dict[str, torch.Tensor]:
         """Float32 tensors: video (B, 10, 7, 7, 512), audio (B, 10, 128), text (B, 10, 768)."""
         out = {}
-        for modality in TAILS:
+        for modality in MODALITIES:
             rows = self.cached[modality][items] if self.cached else np.stack([self.read(modality, i) for i in items])
             out[modality] = torch.from_numpy(rows.astype(np.float32))
         out["text"] = torch.from_numpy(self.tokens[self.classes[items]])
@@ -121,15 +115,13 @@ def load_pretrain_set(root: str | Path, preload: bool = True) -> PretrainSet:
     if unknown:
         raise CmgError(f"{meta}: category {unknown[0]!r} is not in VggsoundAVEL40kCategories.txt")
     ids = [r["video_id"] for r in rows]
-    for modality in TAILS:
-        absent = next((i for i in ids if not (base / "feature" / modality / "zip" / f"{i}.zip").is_file()), None)
-        if absent is not None:
-            raise CmgError(f"{base / 'feature' / modality / 'zip' / f'{absent}.zip'}: missing feature file "
-                           f"(expected one per clip of {meta.name})")
+    lines = list(range(2, len(ids) + 2))   # the header is line 1
+    zips = {m: ClipZips(base / "feature" / m / "zip", ids, ids, FEATURE_TAILS[m], meta, lines, pad=True,
+                        what=f"{m} features") for m in MODALITIES}
     tokens = read_prompt_tokens(base, names)
     files = [meta, base / "data" / "VggsoundAVEL40kCategories.txt", base / "data" / "vggsoundCategories2Prompts.csv",
              base / "feature" / "text" / "prompt_tokens.zip"]
-    files += [base / "feature" / m / "zip" / f"{i}.zip" for m in TAILS for i in ids]
-    dataset = PretrainSet(root, ids, np.array([names.index(r["category"]) for r in rows]), tokens, files)
-    size = sum(f.stat().st_size for f in files[-2 * len(ids):])
+    files += [path for m in MODALITIES for path in zips[m].paths()]
+    dataset = PretrainSet(root, zips, np.array([names.index(r["category"]) for r in rows]), tokens, files)
+    size = sum(path.stat().st_size for m in MODALITIES for path in zips[m].paths())
     return dataset.preload() if preload and size * 2 <= PRELOAD_BYTES else dataset

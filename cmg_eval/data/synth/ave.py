@@ -7,6 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from cmg_eval.constants import STEPS
 from cmg_eval.data.h5 import write_h5
 from cmg_eval.data.synth.world import BACKGROUND, World
 
@@ -18,7 +19,6 @@ AVE_CLASSES = [
 ]
 # tiny keeps enough training clips (10 batches of 80) for the reference head defaults to converge.
 SPLIT_COUNTS = {"tiny": (800, 50, 50), "small": (835, 100, 101), "full": (3339, 402, 402)}
-STEPS = 10
 CHUNK = 128
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from cmg_eval.constants import STEPS
 from cmg_eval.data.annotations import read_label_map
 from cmg_eval.data.h5 import write_h5
 from cmg_eval.data.synth.ave import AVE_CLASSES
@@ -30,7 +31,6 @@ AVVP_CLASSES = [
 ]
 # The LLP/AVVP segment-annotated eval set has 1849 clips (649 val + 1200 test).
 COUNTS = {"tiny": 240, "small": 462, "full": 1849}
-STEPS = 10
 CHUNK = 64
 
 ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))

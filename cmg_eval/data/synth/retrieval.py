@@ -14,7 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cmg_eval.data.captions import MAX_TOKENS, TOKENS_FILE
+from cmg_eval.constants import MAX_TEXT_TOKENS as MAX_TOKENS
+from cmg_eval.data.captions import TOKENS_FILE
 from cmg_eval.data.synth.world import LATENT_DIM, VOCAB_SIZE, World
 from cmg_eval.data.zipfeat import write_feature_zip
 

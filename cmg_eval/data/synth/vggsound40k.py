@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmg_eval.constants import MAX_TEXT_TOKENS as PROMPT_TOKENS, STEPS
 from cmg_eval.data.synth.ave import AVE_CLASSES
 from cmg_eval.data.synth.world import BACKGROUND, VIDEO_SHAPE, AUDIO_DIM, TEXT_DIM, VOCAB_SIZE, World, name_seed
 from cmg_eval.data.zipfeat import write_feature_zip
@@ -28,8 +29,6 @@ from cmg_eval.data.zipfeat import write_feature_zip
 FOLDER = "vggsound40k"
 CLIPS = {"tiny": 400, "small": 1000, "full": 40_000}
 FULL_ENV = "CMG_EVAL_SYNTH_VGGSOUND40K"   # set to 1 to write the 40k clips at --size full
-STEPS = 10
-PROMPT_TOKENS = 10
 N_CATEGORIES = 141
 SPLIT_SHARES = (("train", 0.8), ("val", 0.1), ("test", 0.1))
 ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
