@@ -23,7 +23,8 @@ from torch import nn
 from cmg_eval.cache import EmbeddingCache
 from cmg_eval.embedder import Embedder
 from cmg_eval.encoders.base import LoadedModel
-from cmg_eval.encoders.dcid import DcidEncoder, nearest_codes
+from cmg_eval.encoders.dcid import DcidEncoder
+from cmg_eval.models.dcid import nearest_codes
 from cmg_eval.errors import CmgError
 from cmg_eval.heads import SegmentDecoder, SemanticDecoder, seeded_head
 from cmg_eval.metrics import clip_counts, scores_from_counts

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from cmg_eval.encoders.base import check_model, example_inputs
-from cmg_eval.encoders.dcid import DcidEncoder, nearest_codes
+from cmg_eval.encoders.dcid import DcidEncoder
+from cmg_eval.models.dcid import nearest_codes
 from cmg_eval.encoders.loading import load_checkpoint, load_model
 from cmg_eval.errors import CmgError, UnsupportedModality
 from cmg_eval.io import save_checkpoint

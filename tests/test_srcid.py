@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cmg_eval.encoders.base import check_model, example_inputs
-from cmg_eval.encoders.dcid import nearest_codes
+from cmg_eval.models.dcid import nearest_codes
 from cmg_eval.encoders.fsq import DcidFsqEncoder
 from cmg_eval.encoders.loading import load_checkpoint, load_model, parse_ckpt_spec
 from cmg_eval.encoders.rvq import DcidRvqEncoder

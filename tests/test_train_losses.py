@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from cmg_eval.encoders.dcid import nearest_codes
-from cmg_eval.encoders.rvq import residual_codes
+from cmg_eval.models.dcid import nearest_codes
+from cmg_eval.models.rvq import residual_codes
 from cmg_eval.models.fsq import FsqQuantizer
 from cmg_eval.train.club import Club, CLUBSampleGroup, mi_upper_bound
 from cmg_eval.train.cmcm import cmcm_loss, code_distribution, pair_loss

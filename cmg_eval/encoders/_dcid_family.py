@@ -1,4 +1,4 @@
-"""Checkpoint reading shared by the adapters of DCID-backbone families (RVQ, FSQ, SRCID).
+"""Checkpoint reading shared by the adapters of DCID-backbone families (DCID, CMCM, MICU, RVQ, FSQ, SRCID).
 
 Not an adapter itself (the leading underscore keeps the registry from importing it as one).
 """
@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from cmg_eval.encoders.dcid import ENCODER_KEY, TEXT_KEY, check_state_dict
+from cmg_eval.models.checkpoint import ENCODER_KEY, TEXT_KEY, check_state_dict
 from cmg_eval.errors import CmgError
 from cmg_eval.models.dcid import DcidConfig, expected_shapes, text_lstm
 

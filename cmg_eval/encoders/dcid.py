@@ -12,38 +12,16 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from cmg_eval.constants import MAX_TEXT_TOKENS
+from cmg_eval.encoders._dcid_family import checked_states, load_subset, random_checkpoint
 from cmg_eval.encoders.base import UnifiedEncoder
-from cmg_eval.errors import CmgError, UnsupportedModality
+from cmg_eval.errors import UnsupportedModality
+from cmg_eval.models.checkpoint import ENCODER_KEY, TEXT_KEY
 from cmg_eval.models.dcid import (AVTVQVAEEncoder, DcidConfig, InternalTemporalRelationModule,
-                                  VideoSemanticEncoder, expected_shapes, text_lstm)
+                                  VideoSemanticEncoder, general_features, nearest_codes,
+                                  text_features, text_lstm)
 from cmg_eval.registry import register_encoder
 
-ENCODER_KEY = "Encoder_parameters"
-TEXT_KEY = "Text_ar_lstm_parameters"
 INFERENCE_PREFIXES = ("video_semantic_encoder.", "video_self_att.", "audio_self_att.", "text_self_att.")
-
-
-def check_state_dict(state: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], where: str) -> None:
-    """One-line error naming missing, extra and mis-shaped keys."""
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    misshaped = [f"{k} {tuple(state[k].shape)} != {expected[k]}" for k in expected
-                 if k in state and tuple(getattr(state[k], "shape", ())) != expected[k]]
-    problems = []
-    for label, items in (("missing", missing), ("unexpected", extra), ("wrong shape", misshaped)):
-        if items:
-            shown = ", ".join(items[:4]) + (f" (+{len(items) - 4} more)" if len(items) > 4 else "")
-            problems.append(f"{label} keys: {shown}")
-    if problems:
-        raise CmgError(f"{where}: {'; '.join(problems)}")
-
-
-def nearest_codes(features: torch.Tensor, codebook64: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest codeword per row, distances in float64, ties to the lowest index."""
-    flat = features.reshape(-1, features.shape[-1]).double()
-    distances = (codebook64 * codebook64).sum(1) + (flat * flat).sum(1, keepdim=True) - 2.0 * flat @ codebook64.T
-    return torch.argmin(distances, dim=1).reshape(features.shape[:-1])
 
 
 class DcidNetwork(nn.Module):
@@ -84,30 +62,16 @@ class DcidEncoder(UnifiedEncoder):
 
     @classmethod
     def from_checkpoint(cls, ckpt: Mapping[str, Any], source: str = "checkpoint") -> "DcidEncoder":
-        state = ckpt.get(ENCODER_KEY)
-        if not isinstance(state, Mapping):
-            raise CmgError(f"{source}: no {ENCODER_KEY!r} dict (found keys: {', '.join(map(str, ckpt))})")
-        cfg = DcidConfig.from_dict(ckpt.get("config"))
-        check_state_dict(state, expected_shapes(lambda: AVTVQVAEEncoder(cfg)), f"{source} {ENCODER_KEY}")
-        text_state = ckpt.get(TEXT_KEY)
-        if text_state is not None:
-            check_state_dict(text_state, expected_shapes(lambda: text_lstm(cfg)), f"{source} {TEXT_KEY}")
-        network = DcidNetwork(cfg, with_text=text_state is not None)
-        used = {k: v for k, v in state.items() if k.startswith(INFERENCE_PREFIXES)}
-        used.update({f"text_lstm.{k}": v for k, v in (text_state or {}).items()})
-        network.load_state_dict({k: v.float() for k, v in used.items()}, strict=True)
+        cfg, state, text_state = checked_states(ckpt, source, AVTVQVAEEncoder)
+        network = load_subset(DcidNetwork(cfg, with_text=text_state is not None), state, INFERENCE_PREFIXES,
+                              text_state)
         return cls(network, state["Cross_quantizer.embedding"].double().clone(), cfg)
 
     @classmethod
     def init_checkpoint(cls, seed: int, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A random-init checkpoint in the public layout (float64), the floor of every comparison."""
         cfg = DcidConfig.from_dict(config)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            encoder = AVTVQVAEEncoder(cfg).double()
-            lstm = text_lstm(cfg).double()
-        return {ENCODER_KEY: encoder.state_dict(), TEXT_KEY: lstm.state_dict(), "epoch": -1,
-                "method": cls.name, "config": cfg.to_dict(), "seed": seed}
+        return random_checkpoint(cls.name, seed, cfg.to_dict(), lambda: AVTVQVAEEncoder(cfg), cfg)
 
     # ---------------------------------------------------------------- contract
     def output_dim(self, readout: str | None = None) -> int:
@@ -118,16 +82,11 @@ class DcidEncoder(UnifiedEncoder):
     def pre_quantization(self, modality: str, feats: Any) -> torch.Tensor:
         """The modal-general features entering the quantizer, (B, T, hidden) float32."""
         feats = self.check_input(modality, feats).float()
-        net = self.network
-        if modality == "video":
-            return net.video_self_att(net.video_semantic_encoder(feats))
-        if modality == "audio":
-            return net.audio_self_att(feats)
-        if net.text_lstm is None:
-            raise UnsupportedModality(f"encoder {self.name!r}: checkpoint has no {TEXT_KEY}, text is unsupported")
-        if feats.shape[1] < MAX_TEXT_TOKENS:  # the reference zero-pads every caption to 10 tokens
-            feats = torch.nn.functional.pad(feats, (0, 0, 0, MAX_TEXT_TOKENS - feats.shape[1]))
-        return net.text_self_att(net.text_lstm(feats)[0])
+        if modality == "text":
+            if self.network.text_lstm is None:
+                raise UnsupportedModality(f"encoder {self.name!r}: checkpoint has no {TEXT_KEY}, text is unsupported")
+            feats = text_features(self.network.text_lstm, feats)
+        return general_features(self.network, modality, feats)
 
     def encode_indices(self, modality: str, feats: Any) -> torch.Tensor:
         return nearest_codes(self.pre_quantization(modality, feats), self._codebook64).unsqueeze(-1)

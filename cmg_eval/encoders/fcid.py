@@ -15,9 +15,9 @@ import torch
 
 from cmg_eval.encoders._dcid_family import encoder_state, load_subset
 from cmg_eval.encoders.base import UnifiedEncoder
-from cmg_eval.encoders.dcid import ENCODER_KEY, check_state_dict, nearest_codes
 from cmg_eval.errors import CmgError, UnsupportedModality
-from cmg_eval.models.dcid import DcidConfig, expected_shapes
+from cmg_eval.models.checkpoint import ENCODER_KEY, check_state_dict
+from cmg_eval.models.dcid import DcidConfig, expected_shapes, nearest_codes
 from cmg_eval.models.fcid import CODEBOOK_KEY, FcidAudioVisualPath, FcidEncoderModule, fcid_config
 from cmg_eval.registry import register_encoder
 

@@ -14,6 +14,7 @@ import torch
 from cmg_eval.encoders._dcid_family import checked_states, load_subset, random_checkpoint
 from cmg_eval.encoders.dcid import INFERENCE_PREFIXES, DcidEncoder, DcidNetwork
 from cmg_eval.errors import CmgError
+from cmg_eval.models.checkpoint import ENCODER_KEY
 from cmg_eval.models.dcid import DcidConfig
 from cmg_eval.models.fsq import DEFAULT_LEVELS, AVTFSQVAEEncoder, FsqQuantizer
 from cmg_eval.registry import register_encoder
@@ -47,7 +48,7 @@ class DcidFsqEncoder(DcidEncoder):
 
     @classmethod
     def layout_matches(cls, ckpt: Mapping[str, Any]) -> bool:
-        state = ckpt.get("Encoder_parameters")
+        state = ckpt.get(ENCODER_KEY)
         return isinstance(state, Mapping) and FSQ_KEY in state
 
     @classmethod

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 
 from cmg_eval import registry
 from cmg_eval.encoders.base import LoadedModel, UnifiedEncoder
 from cmg_eval.errors import CmgError
 from cmg_eval.io import folder_name
+from cmg_eval.models.checkpoint import load_checkpoint
 
 
 def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
@@ -24,22 +22,6 @@ def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
         while chunk := handle.read(block):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint without executing code: `weights_only=True`, memory-mapped."""
-    path = Path(path)
-    if not path.is_file():
-        raise CmgError(f"{path}: checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CmgError(f"{path}: not a loadable checkpoint (torch.load weights_only=True): {first}") from None
-    if not isinstance(ckpt, dict):
-        raise CmgError(f"{path}: expected a checkpoint dict, found {type(ckpt).__name__}")
-    return ckpt
-
 
 
 def user_factory(spec: str):

@@ -12,27 +12,13 @@ from typing import Any, Mapping
 import torch
 
 from cmg_eval.encoders._dcid_family import checked_states, encoder_state, load_subset, random_checkpoint
-from cmg_eval.encoders.dcid import INFERENCE_PREFIXES, DcidEncoder, DcidNetwork, nearest_codes
+from cmg_eval.encoders.dcid import INFERENCE_PREFIXES, DcidEncoder, DcidNetwork
 from cmg_eval.errors import CmgError
 from cmg_eval.models.dcid import DcidConfig
-from cmg_eval.models.rvq import AVTRQVAEEncoder
+from cmg_eval.models.checkpoint import ENCODER_KEY
+from cmg_eval.models.rvq import LEVELS, AVTRQVAEEncoder, residual_codes
 from cmg_eval.models.srcid import LAYER2_KEY
 from cmg_eval.registry import register_encoder
-
-LEVELS = (2, 3, 4)
-
-
-def residual_codes(features: torch.Tensor, codebooks64: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Greedy residual assignment: ((..., L) indices, the float64 residual entering each level)."""
-    residual = features.double()
-    indices, residuals = [], []
-    for codebook in codebooks64:
-        residuals.append(residual)
-        index = nearest_codes(residual, codebook)
-        indices.append(index)
-        residual = residual - codebook[index]
-    return torch.stack(indices, dim=-1), residuals
-
 
 @register_encoder("dcid-rvq")
 class DcidRvqEncoder(DcidEncoder):
@@ -51,7 +37,7 @@ class DcidRvqEncoder(DcidEncoder):
 
     @classmethod
     def layout_matches(cls, ckpt: Mapping[str, Any]) -> bool:
-        state = ckpt.get("Encoder_parameters")
+        state = ckpt.get(ENCODER_KEY)
         return cls.levels is None and isinstance(state, Mapping) and LAYER2_KEY not in state \
             and getattr(state.get("Cross_quantizer.embedding"), "dim", lambda: 0)() == 3
 

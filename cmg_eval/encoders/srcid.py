@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 from cmg_eval.encoders._dcid_family import checked_states, encoder_state, load_subset, random_checkpoint
-from cmg_eval.constants import MAX_TEXT_TOKENS
 from cmg_eval.encoders.base import UnifiedEncoder
-from cmg_eval.encoders.dcid import TEXT_KEY, nearest_codes
 from cmg_eval.errors import CmgError, UnsupportedModality
-from cmg_eval.models.dcid import DcidConfig, text_lstm
+from cmg_eval.models.checkpoint import ENCODER_KEY, TEXT_KEY
+from cmg_eval.models.dcid import DcidConfig, nearest_codes, text_features, text_lstm
 from cmg_eval.models.srcid import LAYER2_KEY, AVTMLVQVAEEncoder
 from cmg_eval.registry import register_encoder
 
@@ -53,7 +52,7 @@ class SrcidEncoder(UnifiedEncoder):
 
     @classmethod
     def layout_matches(cls, ckpt: Mapping[str, Any]) -> bool:
-        state = ckpt.get("Encoder_parameters")
+        state = ckpt.get(ENCODER_KEY)
         return isinstance(state, Mapping) and LAYER2_KEY in state
 
     @classmethod
@@ -87,9 +86,7 @@ class SrcidEncoder(UnifiedEncoder):
         if modality == "text":
             if self.network.text_lstm is None:
                 raise UnsupportedModality(f"encoder {self.name!r}: checkpoint has no {TEXT_KEY}, text is unsupported")
-            if feats.shape[1] < MAX_TEXT_TOKENS:  # the reference zero-pads every caption to 10 tokens
-                feats = nn.functional.pad(feats, (0, 0, 0, MAX_TEXT_TOKENS - feats.shape[1]))
-            feats = self.network.text_lstm(feats)[0]
+            feats = text_features(self.network.text_lstm, feats)
         residual = encoder.specific(modality, feats)[1]
         return encoder.general(modality, feats), encoder.general2(modality, residual)
 

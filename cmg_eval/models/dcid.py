@@ -13,6 +13,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from cmg_eval.constants import MAX_TEXT_TOKENS, TOKEN_DIM
+
 
 @dataclass(frozen=True)
 class DcidConfig:
@@ -20,7 +22,7 @@ class DcidConfig:
 
     audio_dim: int = 128
     video_dim: int = 512
-    text_token_dim: int = 768
+    text_token_dim: int = TOKEN_DIM
     text_lstm_hidden: int = 128
     text_lstm_layers: int = 2
     hidden: int = 256
@@ -224,10 +226,7 @@ class AVTVQVAEEncoder(nn.Module):
         self.audio_self_att = InternalTemporalRelationModule(cfg.audio_dim, cfg)
 
     def general(self, modality: str, x: torch.Tensor) -> torch.Tensor:
-        """Modal-general features entering the quantizer, (B, T, hidden); text `x` is the LSTM output."""
-        if modality == "video":
-            return self.video_self_att(self.video_semantic_encoder(x))
-        return (self.audio_self_att if modality == "audio" else self.text_self_att)(x)
+        return general_features(self, modality, x)
 
     def specific(self, modality: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Modal-specific features: (decoder input, CLUB target); only video's differ (maps, pooled)."""
@@ -235,6 +234,29 @@ class AVTVQVAEEncoder(nn.Module):
             return self.Video_encoder(x)
         out = (self.Audio_encoder if modality == "audio" else self.Text_encoder)(x)
         return out, out
+
+
+def general_features(modules: nn.Module, modality: str, x: torch.Tensor) -> torch.Tensor:
+    """Modal-general features entering the quantizer, (B, T, hidden), of any module holding DCID's
+    `video_semantic_encoder` and `{video,audio,text}_self_att`; text `x` is the text LSTM's output."""
+    if modality == "video":
+        return modules.video_self_att(modules.video_semantic_encoder(x))
+    return (modules.audio_self_att if modality == "audio" else modules.text_self_att)(x)
+
+
+def text_features(lstm: nn.LSTM, tokens: torch.Tensor) -> torch.Tensor:
+    """BERT tokens (B, L <= 10, 768) -> the LSTM's (B, 10, 2 x hidden): every caption zero-padded to 10 tokens
+    first, as the reference pads them."""
+    if tokens.shape[1] < MAX_TEXT_TOKENS:
+        tokens = nn.functional.pad(tokens, (0, 0, 0, MAX_TEXT_TOKENS - tokens.shape[1]))
+    return lstm(tokens)[0]
+
+
+def nearest_codes(features: torch.Tensor, codebook64: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest codeword per row, distances in float64, ties to the lowest index."""
+    flat = features.reshape(-1, features.shape[-1]).double()
+    distances = (codebook64 * codebook64).sum(1) + (flat * flat).sum(1, keepdim=True) - 2.0 * flat @ codebook64.T
+    return torch.argmin(distances, dim=1).reshape(features.shape[:-1])
 
 
 def text_lstm(cfg: DcidConfig) -> nn.LSTM:

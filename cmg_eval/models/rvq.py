@@ -8,7 +8,21 @@ from __future__ import annotations
 
 import torch
 
-from cmg_eval.models.dcid import AVTVQVAEEncoder, CrossQuantizer, DcidConfig
+from cmg_eval.models.dcid import AVTVQVAEEncoder, CrossQuantizer, DcidConfig, nearest_codes
+
+LEVELS = (2, 3, 4)   # the level counts cmg-eval pretrains (`dcid-rvq2/3/4`)
+
+
+def residual_codes(features: torch.Tensor, codebooks64: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Greedy residual assignment: ((..., L) indices, the float64 residual entering each level)."""
+    residual = features.double()
+    indices, residuals = [], []
+    for codebook in codebooks64:
+        residuals.append(residual)
+        index = nearest_codes(residual, codebook)
+        indices.append(index)
+        residual = residual - codebook[index]
+    return torch.stack(indices, dim=-1), residuals
 
 
 class AVTRQVAEEncoder(AVTVQVAEEncoder):

@@ -12,7 +12,8 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-from cmg_eval.models.dcid import AVTVQVAEEncoder, DcidConfig, text_lstm
+from cmg_eval.models.checkpoint import ENCODER_KEY, TEXT_KEY
+from cmg_eval.models.dcid import AVTVQVAEEncoder, DcidConfig, text_features, text_lstm
 from cmg_eval.models.decoder import AVTVQVAEDecoder
 from cmg_eval.train.club import Club, CLUBSampleGroup
 from cmg_eval.train.cpc import CrossCPC
@@ -78,14 +79,14 @@ class DcidMethod:
 
     def parts(self) -> dict[str, nn.Module]:
         """Modules trained by the main optimizer, under their checkpoint keys."""
-        return {"Encoder_parameters": self.encoder, "Text_ar_lstm_parameters": self.text_lstm,
+        return {ENCODER_KEY: self.encoder, TEXT_KEY: self.text_lstm,
                 "CPC_parameters": self.cpc, "Decoder_parameters": self.decoder}
 
     def mi_nets(self) -> dict[str, Club]:
         return {mi_net_key(m): club for m, club in self.clubs.items()}
 
     def layer1_step(self, batch: dict[str, torch.Tensor]) -> LayerResult:
-        text = self.text_lstm(batch["text"])[0]
+        text = text_features(self.text_lstm, batch["text"])
         inputs = {"video": batch["video"], "audio": batch["audio"], "text": text}
         return run_layer(self.layer1, inputs, inputs, self.weights, **self.layer_options())
 

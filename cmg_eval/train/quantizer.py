@@ -13,9 +13,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from cmg_eval.encoders.dcid import nearest_codes
-from cmg_eval.encoders.rvq import residual_codes
+from cmg_eval.models.dcid import nearest_codes
 from cmg_eval.models.fsq import FsqQuantizer
+from cmg_eval.models.rvq import residual_codes
 
 UPDATE_ORDER = ("audio", "video", "text")  # the reference updates the codebook modality by modality
 RESET_NOISE = 1 / 1024

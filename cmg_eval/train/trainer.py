@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from cmg_eval import __version__, registry
-from cmg_eval.encoders.loading import load_checkpoint
+from cmg_eval.models.checkpoint import load_checkpoint
 from cmg_eval.errors import CmgError
 from cmg_eval.io import save_checkpoint
 from cmg_eval.train.data import PretrainSet, load_pretrain_set

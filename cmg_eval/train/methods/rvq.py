@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cmg_eval.encoders.rvq import LEVELS
+from cmg_eval.models.rvq import LEVELS
 from cmg_eval.models.rvq import AVTRQVAEEncoder
 from cmg_eval.registry import register_method
 from cmg_eval.train.method import DcidMethod
