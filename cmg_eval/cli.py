@@ -134,6 +134,8 @@ def validate(data_root: Path, quick: bool, task_names: tuple[str, ...]) -> None:
 @click.argument("what", type=click.Choice(["tasks", "encoders", "methods"]), required=False)
 def list_registered(what: str | None) -> None:
     """List registered tasks, encoders and pretraining methods."""
+    from cmg_eval.encoders.loading import warn_shadowed
+
     if what in (None, "tasks"):
         table = Table(title="tasks")
         for column in ("name", "primary metric", "directions"):
@@ -150,6 +152,7 @@ def list_registered(what: str | None) -> None:
         for name in registry.encoders.names():
             table.add_row(name, ", ".join(registry.encoders.get(name).readouts))
         console.print(table)
+        warn_shadowed()
     if what in (None, "methods"):
         table = Table(title="pretraining methods (cmg-eval pretrain)")
         table.add_column("name")
@@ -214,7 +217,8 @@ def ckpt_init(encoder: str, out: Path, seed: int) -> None:
               help="Where the encoder runs; the outputs are written the same way.")
 def embed(ckpt_path: str, modality: str, inputs: Path, out: Path, readout: str | None, encoder: str | None,
           device: str) -> None:
-    """Write an encoder's outputs (vq, pre_vq, indices) for given inputs to an npz."""
+    """Write an encoder's outputs for given inputs to an npz: the readout under its own name (vq by default),
+    pre_vq and indices where the encoder has them."""
     import dataclasses
 
     from cmg_eval.embed import embed_arrays, read_inputs, write_outputs

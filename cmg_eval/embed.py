@@ -74,13 +74,13 @@ def check_layout(shape: tuple[int, ...], dtype: np.dtype, modality: str, where: 
 
 @torch.no_grad()
 def embed_arrays(model: LoadedModel, modality: str, inputs: np.ndarray) -> dict[str, np.ndarray]:
-    """`vq` (the chosen readout), `pre_vq` (quantizer input, if any) and `indices` (codes, if any), each checked
-    finite, as are the features inside the encoder."""
+    """The chosen readout under its own name (`vq`, `concat`, `toc:168` ...), `pre_vq` (the quantizer input, where the
+    encoder offers it) and `indices` (codes, if any), each checked finite, as are the features inside the encoder."""
     encoder = model.encoder
     feats = torch.from_numpy(np.ascontiguousarray(finite_float32(inputs, f"{modality} inputs")))
     with finite_activations(model.label, f"{modality} inputs"):
-        outputs = {"vq": encoder.encode(modality, feats, model.readout).numpy()}
-        if "pre_vq" in encoder.readouts:
+        outputs = {model.readout: encoder.encode(modality, feats, model.readout).numpy()}
+        if "pre_vq" in encoder.readouts and "pre_vq" not in outputs:
             outputs["pre_vq"] = encoder.encode(modality, feats, "pre_vq").numpy()
         if encoder.code_readout is not None:
             outputs["indices"] = encoder.encode_indices(modality, feats).numpy()

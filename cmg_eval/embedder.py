@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from rich.progress import Progress
-from torch import nn
 
 from cmg_eval.cache import EmbeddingCache, cache_key
 from cmg_eval.constants import MAX_TEXT_TOKENS
-from cmg_eval.encoders.base import LoadedModel, finite_activations
+from cmg_eval.encoders.base import LoadedModel, finite_activations, tensor_holders
 from cmg_eval.errors import CmgError
 from cmg_eval.task import FeatureSource
 
@@ -38,24 +37,26 @@ def check_device(device: str) -> str:
 
 
 def move_encoder(encoder: object, device: str, seen: set[int] | None = None) -> None:
-    """Move an encoder's modules and tensor attributes (also in dicts, lists and wrapped encoders) to `device`."""
+    """Move an encoder to `device`: an object with a `to(device)` method moves itself; otherwise every module and
+    tensor among its attributes (through plain objects, dicts, lists and tuples) is moved (docs/encoders.md)."""
     seen = set() if seen is None else seen
     if id(encoder) in seen:
         return
     seen.add(id(encoder))
-    if isinstance(encoder, nn.Module):
-        encoder.to(device)
+    mover = getattr(encoder, "to", None)
+    if callable(mover) and not isinstance(encoder, torch.Tensor):
+        mover(device)
         return
-    items = (encoder.items() if isinstance(encoder, dict) else enumerate(encoder) if isinstance(encoder, list)
-             else vars(encoder).items() if hasattr(encoder, "__dict__") else ())
-    for name, value in list(items):
+    for container, key, value in tensor_holders(encoder):
         if isinstance(value, torch.Tensor):
-            moved = value.to(device)
-            if isinstance(encoder, (dict, list)):
-                encoder[name] = moved
+            if container is None:
+                raise CmgError(f"encoder {type(encoder).__name__}: a tensor inside a tuple cannot be moved to {device}; "
+                               f"hold it in a list or give the encoder a to(device) method")
+            if isinstance(container, (dict, list)):
+                container[key] = value.to(device)
             else:
-                setattr(encoder, name, moved)
-        elif isinstance(value, (nn.Module, dict, list)) or type(value).__module__.startswith("cmg_eval.encoders"):
+                setattr(container, key, value.to(device))
+        else:
             move_encoder(value, device, seen)
 
 

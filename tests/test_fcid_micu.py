@@ -224,8 +224,8 @@ def test_embed_fcid_toc_and_indices(tmp_path):
     assert result.exit_code == 0, result.output
     out = np.load(tmp_path / "out.npz")
     codebook = np.array(TOC_CODEBOOK)
-    assert out["indices"].shape == (4, 10, 1) and out["vq"].shape == (4, 10, 2)
-    np.testing.assert_array_equal(out["vq"], codebook[out["indices"][..., 0]][..., [2, 1]].astype(np.float32))
+    assert "vq" not in out and out["indices"].shape == (4, 10, 1) and out["toc:2"].shape == (4, 10, 2)
+    np.testing.assert_array_equal(out["toc:2"], codebook[out["indices"][..., 0]][..., [2, 1]].astype(np.float32))
     distances = ((out["pre_vq"].astype(np.float64)[..., None, :] - codebook) ** 2).sum(-1)
     np.testing.assert_array_equal(out["indices"][..., 0], distances.argmin(-1))
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -71,6 +72,79 @@ class UnifiedEncoder(ABC):
         if not feats.is_floating_point():
             feats = feats.float()
         return feats
+
+
+# ---------------------------------------------------------------- the contract a loaded encoder must meet
+
+REQUIRED = ("modalities", "readouts", "output_dim", "encode")   # what every encoder object must have (docs/encoders.md)
+
+
+class ContractEncoder(UnifiedEncoder):
+    """A duck-typed encoder (not a `UnifiedEncoder` subclass) with the optional parts of the contract filled in:
+    `name` (where it came from), `default_readout` (its first readout), `code_readout` (None: no codes)."""
+
+    def __init__(self, inner: Any, where: str):
+        self.inner = inner
+        self.name = str(getattr(inner, "name", where))
+        self.modalities = tuple(inner.modalities)
+        self.readouts = tuple(inner.readouts)
+        self.default_readout = getattr(inner, "default_readout", None) or self.readouts[0]
+        self.code_readout = getattr(inner, "code_readout", None)
+
+    def output_dim(self, readout: str | None = None) -> int:
+        return self.inner.output_dim(self.resolve_readout(readout))
+
+    def encode(self, modality: str, feats: torch.Tensor, readout: str | None = None) -> torch.Tensor:
+        return self.inner.encode(modality, feats, self.resolve_readout(readout))
+
+    def encode_indices(self, modality: str, feats: torch.Tensor) -> torch.Tensor | None:
+        method = getattr(self.inner, "encode_indices", None)
+        return method(modality, feats) if method is not None else None
+
+    def codebook(self) -> torch.Tensor | None:
+        method = getattr(self.inner, "codebook", None)
+        return method() if method is not None else None
+
+    def lookup_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.inner.lookup_codes(indices)
+
+
+def conform(encoder: Any, where: str) -> UnifiedEncoder:
+    """`encoder` checked against the contract (one-line error naming what is missing or wrong), as a
+    `UnifiedEncoder` whose every attribute the rest of cmg-eval uses is present."""
+    missing = [a for a in REQUIRED if not hasattr(encoder, a)]
+    missing += [a for a in ("output_dim", "encode") if hasattr(encoder, a) and not callable(getattr(encoder, a))]
+    if missing:
+        raise CmgError(f"{where}: the encoder object ({type(encoder).__name__}) lacks {', '.join(missing)} "
+                       f"(required: modalities, readouts, output_dim(readout), encode(modality, feats, readout))")
+    modalities, readouts = encoder.modalities, encoder.readouts
+    if isinstance(modalities, str) or not modalities or not set(modalities) <= set(MODALITIES):
+        raise CmgError(f"{where}: modalities is {modalities!r}, expected a non-empty tuple of {', '.join(MODALITIES)}")
+    if isinstance(readouts, str) or not readouts or not all(isinstance(r, str) and r for r in readouts):
+        raise CmgError(f"{where}: readouts is {readouts!r}, expected a non-empty tuple of names")
+    adapted = encoder if isinstance(encoder, UnifiedEncoder) else ContractEncoder(encoder, where)
+    if adapted.default_readout not in adapted.readouts:
+        raise CmgError(f"{where}: default_readout {adapted.default_readout!r} is not one of its readouts "
+                       f"{tuple(adapted.readouts)!r}")
+    if adapted.code_readout is not None:
+        lacking = [a for a in ("encode_indices", "lookup_codes") if not callable(getattr(encoder, a, None))]
+        if adapted.code_readout not in adapted.readouts or lacking:
+            raise CmgError(f"{where}: code_readout {adapted.code_readout!r} needs to be one of its readouts and "
+                           f"encode_indices and lookup_codes methods" + (f" (lacks {', '.join(lacking)})" if lacking else ""))
+    return adapted
+
+
+def tensor_holders(value: Any) -> Iterator[tuple[Any, Any, Any]]:
+    """(container, key, item) for each attribute, dict value or list item of a plain object, dict or list."""
+    if isinstance(value, dict):
+        yield from ((value, key, item) for key, item in list(value.items()))
+    elif isinstance(value, list):
+        yield from ((value, index, item) for index, item in enumerate(value))
+    elif isinstance(value, tuple):
+        yield from ((None, index, item) for index, item in enumerate(value))
+    elif hasattr(value, "__dict__") and not isinstance(value, (type, types.ModuleType, types.FunctionType,
+                                                               types.MethodType, torch.nn.Module, torch.Tensor)):
+        yield from ((value, name, item) for name, item in list(vars(value).items()))
 
 
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
@@ -157,11 +231,11 @@ def _state_snapshot(obj: Any) -> dict[str, torch.Tensor]:
                 snapshot[f"{prefix}.{key}"] = tensor.detach().clone()
         elif isinstance(value, torch.Tensor):
             snapshot[prefix] = value.detach().clone()
-        elif isinstance(value, Mapping):
-            for key, item in value.items():
+        else:
+            for _, key, item in tensor_holders(value):
                 visit(f"{prefix}.{key}", item)
 
-    for name, value in vars(obj).items():
+    for _, name, value in tensor_holders(obj):
         visit(name, value)
     if isinstance(obj, torch.nn.Module):
         visit("self", obj)

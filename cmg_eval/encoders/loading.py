@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
+import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Mapping
 
 
 from cmg_eval import registry
-from cmg_eval.encoders.base import LoadedModel, UnifiedEncoder
+from cmg_eval.encoders.base import LoadedModel, UnifiedEncoder, conform
 from cmg_eval.errors import CmgError
 from cmg_eval.io import folder_name
 from cmg_eval.models.checkpoint import load_checkpoint
@@ -37,6 +39,27 @@ def user_factory(spec: str):
     return factory
 
 
+def shadowed_entry_points() -> dict[str, str]:
+    """Entry points of the `cmg_eval.encoders` group named like a built-in encoder: name -> `module:attr`.
+
+    The built-in keeps its name (a checkpoint's `method: dcid` must always mean cmg-eval's DCID); the entry
+    point is ignored, and every command that lists or loads that name says so on stderr."""
+    builtins = {n for n in registry.encoders.names()
+                if getattr(registry.encoders.get(n), "__module__", "").startswith("cmg_eval.encoders.")}
+    return {entry.name: entry.value for entry in entry_points(group=registry.encoders.group)
+            if entry.name in builtins and not entry.value.startswith("cmg_eval.encoders.")}
+
+
+def warn_shadowed(name: str | None = None) -> list[str]:
+    """Warn on stderr about ignored entry points (only `name`'s, when given); the warnings, for the caller."""
+    lines = [f"cmg-eval: warning: entry point {n!r} ({value}) of group {registry.encoders.group} is ignored: {n!r} "
+             f"is a built-in encoder; register yours under another name"
+             for n, value in shadowed_entry_points().items() if name is None or n == name]
+    for line in lines:
+        print(line, file=sys.stderr)
+    return lines
+
+
 def family_for(ckpt: Mapping[str, Any], path: Path, encoder_name: str | None) -> str:
     """A checkpoint's `method` field decides, else --encoder, else its key layout."""
     method = ckpt.get("method")
@@ -56,16 +79,12 @@ def load_encoder(path: str | Path, encoder_name: str | None = None) -> tuple[Uni
     path = Path(path)
     if encoder_name and ":" in encoder_name:
         # A user model owns its file format: the factory gets the path, not a loaded dict.
-        encoder = user_factory(encoder_name)(str(path))
-        if not isinstance(encoder, UnifiedEncoder):
-            missing = [a for a in ("encode", "output_dim", "modalities", "readouts") if not hasattr(encoder, a)]
-            if missing:
-                raise CmgError(f"--encoder {encoder_name}: returned object lacks {', '.join(missing)}")
-        return encoder, encoder_name, -1
+        return conform(user_factory(encoder_name)(str(path)), f"--encoder {encoder_name}"), encoder_name, -1
     ckpt = load_checkpoint(path)
     name = family_for(ckpt, path, encoder_name)
+    warn_shadowed(name)
     family = registry.encoders.get(name)
-    encoder = family.from_checkpoint(ckpt, source=str(path))
+    encoder = conform(family.from_checkpoint(ckpt, source=str(path)), f"encoder {name!r}")
     epoch = ckpt.get("epoch", -1)
     return encoder, name, int(epoch) if isinstance(epoch, (int, float)) else -1
 
@@ -121,6 +140,5 @@ def load_model(spec: str, encoder_name: str | None = None) -> LoadedModel:
     if not Path(path).is_file():
         raise CmgError(f"{path}: checkpoint file not found")
     encoder, method, epoch = load_encoder(path, encoder_name)
-    chosen = encoder.resolve_readout(readout) if isinstance(encoder, UnifiedEncoder) else (readout or encoder.default_readout)
-    return LoadedModel(label=label, encoder=encoder, readout=chosen, path=str(path), sha256=sha256_file(path),
+    return LoadedModel(label=label, encoder=encoder, readout=encoder.resolve_readout(readout), path=str(path), sha256=sha256_file(path),
                        method=method, checkpoint_epoch=epoch)
