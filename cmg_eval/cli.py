@@ -90,7 +90,7 @@ def validate(data_root: Path, quick: bool, task_names: tuple[str, ...]) -> None:
     refused file and every warning, exit 1 if anything is refused."""
     from cmg_eval.data.decode import problem
 
-    tasks = {name: registry.tasks.get(name)() for name in task_names or registry.tasks.names()}
+    tasks = {name: registry.tasks.get(name)() for name in name_list(task_names) or registry.tasks.names()}
     failed, outcome = 0, {}  # (file, read) -> problem or None, so tasks sharing files decode them once
     for name, task in tasks.items():
         try:
@@ -238,39 +238,58 @@ def embed(ckpt_path: str, modality: str, inputs: Path, out: Path, readout: str |
 # ------------------------------------------------------------------------------------------ runs
 
 
+def name_list(values: tuple[str, ...] | str) -> list[str]:
+    """Names given as one comma list, as several arguments, or both (`ave,avvp`, `ave avvp`, `ave, avvp`)."""
+    values = (values,) if isinstance(values, str) else values
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def run_options(command):
+    """The options that decide a run's jobs, shared by `run` and `plan` so both see the same jobs."""
+    options = [
+        click.argument("tasks", nargs=-1, required=True),
+        click.option("--ckpt", "checkpoints", multiple=True, required=True,
+                     help="[LABEL[@READOUT]=]PATH, repeatable: a checkpoint and the row label and readout it gets."),
+        click.option("--encoder", default=None,
+                     help="Encoder name or package.module:factory for checkpoints without 'method'."),
+        click.option("--data-root", type=click.Path(path_type=Path), default=None,
+                     help="Dataset folder (default: the built-in synthetic benchmark)."),
+        click.option("--out", type=click.Path(path_type=Path), default=Path("cmg-eval-runs/latest"),
+                     show_default=True, help="Run folder: results.json, tables, index.html, jobs/."),
+        click.option("--protocol", type=click.Choice(["clean", "paper"]), default="clean", show_default=True,
+                     help="clean: select on held-out source data; paper: the reference protocol (docs/protocols.md)."),
+        click.option("--seeds", type=int, default=None, help="Head seeds (default: 3 clean, 1 paper)."),
+        click.option("--set", "assignments", multiple=True, help="KEY=VALUE or TASK.KEY=VALUE, repeatable."),
+        click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache folder."),
+        click.option("--directions", default=None, help="Only these directions, e.g. V->A,A->V."),
+        click.option("--allow-nonfinite", is_flag=True,
+                     help="Set NaN/inf input features to 0 (counted in the report)."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                     help="Where encoders and heads run (cuda: a GPU torch sees); embeddings are cached on the CPU."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command("run")
-@click.argument("tasks")
-@click.option("--ckpt", "checkpoints", multiple=True, required=True, help="[LABEL[@READOUT]=]PATH, repeatable.")
-@click.option("--encoder", default=None, help="Encoder name or package.module:factory for checkpoints without 'method'.")
-@click.option("--data-root", type=click.Path(path_type=Path), default=None,
-              help="Dataset folder (default: the built-in synthetic benchmark).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("cmg-eval-runs/latest"), show_default=True)
-@click.option("--protocol", type=click.Choice(["clean", "paper"]), default="clean", show_default=True)
-@click.option("--seeds", type=int, default=None, help="Head seeds (default: 3 clean, 1 paper).")
-@click.option("--set", "assignments", multiple=True, help="KEY=VALUE or TASK.KEY=VALUE, repeatable.")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Embedding cache folder.")
+@run_options
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Item resamples for 95% intervals and paired tests (0: none).")
 @click.option("--shard", "shard_spec", default=None,
-              help="I/N: run every N-th job from the I-th (default: SLURM array or RANK/WORLD_SIZE, else 0/1).")
-@click.option("--directions", default=None, help="Only these directions, e.g. V->A,A->V.")
-@click.option("--allow-nonfinite", is_flag=True, help="Set NaN/inf input features to 0 (counted in the report).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Where encoders and heads run (cuda: a GPU torch sees); embeddings are cached on the CPU.")
-def run_command(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
-                protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
-                bootstrap: int, shard_spec: str | None, directions: str | None, allow_nonfinite: bool,
-                device: str) -> None:
-    """Evaluate checkpoints on TASKS (comma-separated names or `all`)."""
+              help="I/N: run every N-th job from the I-th (default: a SLURM job array's task, else 0/1; "
+                   "RANK/WORLD_SIZE only with CMG_EVAL_SHARD_FROM_RANK=1).")
+def run_command(tasks: tuple[str, ...], checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None,
+                out: Path, protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
+                directions: str | None, allow_nonfinite: bool, device: str, bootstrap: int,
+                shard_spec: str | None) -> None:
+    """Evaluate checkpoints on TASKS (names, comma- or space-separated, or `all`)."""
     from cmg_eval.embedder import check_device
     from cmg_eval.runner import run
 
     check_device(device)  # before anything is loaded or generated
     config = run_config(tasks, checkpoints, encoder, data_root, out, protocol, seeds, assignments, cache_dir,
-                        bootstrap)
-    config.directions = [d.strip() for d in directions.split(",") if d.strip()] if directions else None
-    config.allow_nonfinite = allow_nonfinite
-    config.device = device
+                        directions, allow_nonfinite, device, bootstrap)
     index, count = parse_shard(shard_spec)
     document = run(config, progress_bar(), index, count)
     if document is None:
@@ -279,28 +298,41 @@ def run_command(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, d
     show_run(document, out)
 
 
-def run_config(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
-               protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
-               bootstrap: int = 1000):
+def run_config(tasks: tuple[str, ...] | str, checkpoints: tuple[str, ...], encoder: str | None,
+               data_root: Path | None, out: Path, protocol: str, seeds: int | None, assignments: tuple[str, ...],
+               cache_dir: Path | None, directions: str | None = None, allow_nonfinite: bool = False,
+               device: str = "cpu", bootstrap: int = 1000):
     from cmg_eval.runner import RunConfig
 
-    return RunConfig(tasks=[t.strip() for t in tasks.split(",") if t.strip()], checkpoints=list(checkpoints),
+    return RunConfig(tasks=name_list(tasks), checkpoints=list(checkpoints),
                      data_root=data_root or default_data_root(cache_dir), out=out, encoder=encoder,
                      protocol=protocol, seeds=seeds, assignments=list(assignments), cache_dir=cache_dir,
-                     bootstrap=bootstrap)
+                     bootstrap=bootstrap, directions=name_list(directions) if directions else None,
+                     allow_nonfinite=allow_nonfinite, device=device)
+
+
+SHARD_FROM_RANK = "CMG_EVAL_SHARD_FROM_RANK"
 
 
 def parse_shard(spec: str | None) -> tuple[int, int]:
-    """`I/N`, else a SLURM job array, else torchrun's RANK/WORLD_SIZE, else the whole run."""
+    """`I/N`; else a SLURM job array's task; else, only when CMG_EVAL_SHARD_FROM_RANK=1, torchrun's RANK/WORLD_SIZE
+    (a torchrun started for something else must not split the run); else the whole run. Says which it used."""
     import os
 
     if spec is None:
         env = os.environ
         if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
             first = int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-            return int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+            index, count = int(env["SLURM_ARRAY_TASK_ID"]) - first, int(env["SLURM_ARRAY_TASK_COUNT"])
+            err_console.print(f"shard {index}/{count} from SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT")
+            return index, count
         if "RANK" in env and "WORLD_SIZE" in env:
-            return int(env["RANK"]), int(env["WORLD_SIZE"])
+            if env.get(SHARD_FROM_RANK) == "1":
+                index, count = int(env["RANK"]), int(env["WORLD_SIZE"])
+                err_console.print(f"shard {index}/{count} from RANK / WORLD_SIZE ({SHARD_FROM_RANK}=1)")
+                return index, count
+            err_console.print(f"RANK / WORLD_SIZE are set but not used: the whole run in this process (--shard I/N "
+                              f"or {SHARD_FROM_RANK}=1 splits it)")
         return 0, 1
     index, sep, count = spec.partition("/")
     if not sep or not index.isdigit() or not count.isdigit():
@@ -352,25 +384,19 @@ def merge_command(out: Path) -> None:
 
 
 @main.command("plan")
-@click.argument("tasks")
-@click.option("--ckpt", "checkpoints", multiple=True, required=True)
-@click.option("--encoder", default=None)
-@click.option("--data-root", type=click.Path(path_type=Path), default=None)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("cmg-eval-runs/latest"), show_default=True)
-@click.option("--protocol", type=click.Choice(["clean", "paper"]), default="clean", show_default=True)
-@click.option("--seeds", type=int, default=None)
-@click.option("--set", "assignments", multiple=True)
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True, help="Show the split into N shards.")
-def plan_command(tasks: str, checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None, out: Path,
-                 protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
-                 shards: int) -> None:
-    """List the jobs a run would execute, which are already done in OUT, and a time estimate."""
+@run_options
+@click.option("--shards", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Show the split into N shards.")
+def plan_command(tasks: tuple[str, ...], checkpoints: tuple[str, ...], encoder: str | None, data_root: Path | None,
+                 out: Path, protocol: str, seeds: int | None, assignments: tuple[str, ...], cache_dir: Path | None,
+                 directions: str | None, allow_nonfinite: bool, device: str, shards: int) -> None:
+    """List the jobs `run` with the same options would execute, which are already done in OUT, and a time
+    estimate."""
     from cmg_eval.jobs import JobStore
     from cmg_eval.runner import make_plan
 
     plan, _ = make_plan(run_config(tasks, checkpoints, encoder, data_root, out, protocol, seeds, assignments,
-                                   cache_dir))
+                                   cache_dir, directions, allow_nonfinite, device))
     store = JobStore(out)
     found = {job.id: store.load(job, plan.fingerprints[job.id]) for job in plan.jobs}
     timed: dict[str, list[float]] = {}

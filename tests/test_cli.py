@@ -1,6 +1,7 @@
 """check-model, ckpt init, embed, ls, validate, and the one-line errors of bad input."""
 
 import json
+import re
 import shutil
 
 import h5py
@@ -53,10 +54,29 @@ def test_embed_returns_codebook_rows_and_indices(public_dcid, tmp_path):
     np.testing.assert_array_equal(out["indices"][..., 0], distances.argmin(-1))
 
 
-def test_ls_and_validate(micro_data):
-    listing = cli("ls")
-    assert listing.exit_code == 0 and "ave" in listing.output and "dcid" in listing.output
-    assert "oracle" in listing.output and "cmcm" in listing.output
+def first_column(output: str) -> list[str]:
+    """The names in the first column of a printed table (continuation lines of wrapped rows left out)."""
+    return [m.group(1) for m in re.finditer(r"^[│|] (\S+)\s+[│|]", output, re.MULTILINE) if m.group(1) != "name"]
+
+
+def test_ls_lists_exactly_the_registered_names():
+    tasks = cli("ls", "tasks")
+    assert tasks.exit_code == 0
+    assert first_column(tasks.output) == sorted(["ave", "avvp", "ave_avvp", "ucf_vgg", "msrvtt_vt", "mscoco_vt",
+                                                 "clotho_at"])
+    encoders = cli("ls", "encoders")
+    assert first_column(encoders.output) == sorted(["cmcm", "dcid", "dcid-fsq", "dcid-rvq", "dcid-rvq2", "dcid-rvq3",
+                                                    "dcid-rvq4", "fcid", "micu", "oracle", "srcid"])
+
+
+@pytest.mark.parametrize("names", [["ave", "avvp"], ["ave,avvp"], ["ave,", "avvp"]])
+def test_validate_takes_comma_and_space_lists(micro_data, names):
+    """The micro folder holds AVE only: ave passes, avvp is refused, whichever way the two are listed."""
+    result = cli("validate", "--data-root", micro_data, *names)
+    assert result.exit_code == 1
+    verdicts = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in result.output.splitlines() if ": " in line}
+    assert verdicts["ave"].startswith("ok") and "AVVP_Categories.txt: missing file" in verdicts["avvp"]
+    assert "1 of 2 tasks" in result.output
     assert cli("validate", "--data-root", micro_data, "ave").exit_code == 0
 
 

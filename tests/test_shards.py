@@ -92,3 +92,47 @@ def test_concurrent_runs_share_one_cache(setup):
     entries = list((base / "cache-shared" / "embeddings").rglob("*.npy"))
     assert len(entries) == 6  # oracle: 3 splits x 2 modalities, encoded once though two runs wanted them
     assert not list((base / "cache-shared").rglob("*.partial"))
+
+
+def plan_status(output: str) -> dict[str, str]:
+    """job id -> done / pending, from `cmg-eval plan`'s table."""
+    rows = [line.split("│") for line in output.splitlines() if line.startswith("│")]
+    return {cells[1].strip(): cells[4].strip() for cells in rows if len(cells) > 5 and cells[1].strip()}
+
+
+def test_plan_sees_the_jobs_run_ran(micro_data, user_weights, tmp_path):
+    """`run` takes a space list, `plan` takes run's --directions and --device: with the same options every job
+    is done; with another device or other directions (jobs of their own) none is."""
+    common = ["--ckpt", f"mine={user_weights}", "--encoder", "user_models:projection", "--data-root", micro_data,
+              "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache", "--directions", "V->A,A->A",
+              "--set", "epochs=2", "--seeds", "1"]
+    result = cli("run", "ave", "avvp", *common[:-4], "--directions", "V->A", "--set", "epochs=2", "--seeds", "1",
+                 "--bootstrap", "0")
+    assert result.exit_code == 1 and "AVVP_Categories.txt: missing file" in result.output  # both tasks were read
+    result = cli("run", "ave", *common, "--bootstrap", "0")
+    assert result.exit_code == 0, result.output
+    done = plan_status(cli("plan", "ave", *common).output)
+    assert done and set(done.values()) == {"done"}
+    elsewhere = plan_status(cli("plan", "ave", *common, "--device", "cuda").output)
+    assert elsewhere.keys() == done.keys() and set(elsewhere.values()) == {"pending"}
+    # without --directions (all plan could do before) the same jobs have more targets: not what run ran
+    wider = plan_status(cli("plan", "ave,", *common[:-6], "--set", "epochs=2", "--seeds", "1").output)
+    assert wider.keys() == done.keys() and set(wider.values()) == {"pending"}
+
+
+@pytest.mark.parametrize("env, expected, said", [
+    ({"RANK": "1", "WORLD_SIZE": "4"}, (0, 1), "RANK / WORLD_SIZE are set but not used"),
+    ({"RANK": "1", "WORLD_SIZE": "4", "CMG_EVAL_SHARD_FROM_RANK": "1"}, (1, 4), "shard 1/4 from RANK / WORLD_SIZE"),
+    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "3"}, (2, 4),
+     "shard 2/4 from SLURM_ARRAY_TASK_ID"),
+])
+def test_shard_from_the_environment_says_so(monkeypatch, capsys, env, expected, said):
+    from cmg_eval.cli import parse_shard
+
+    for name in ("RANK", "WORLD_SIZE", "CMG_EVAL_SHARD_FROM_RANK", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT",
+                 "SLURM_ARRAY_TASK_MIN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert parse_shard(None) == expected
+    assert said in capsys.readouterr().err
