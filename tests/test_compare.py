@@ -132,7 +132,39 @@ def test_report_files_and_self_contained_html(two_runs):
     assert not re.search(r"https?:|(src|href)\s*=|@import|url\(", text, re.I)
     latex = (run / "table.tex").read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex and "model" in latex
-    assert "average" in (run / "table.md").read_text()
+    document = json.loads((run / "results.json").read_text())
+    cross = [r["value"] for r in document["results"] if r["primary"] and r["source"] != r["target"]]
+    assert len(cross) == 2   # ave V->A and A->V
+    assert markdown_averages((run / "table.md").read_text()) == {"model": f"{sum(cross) / 2:.2f}"}
+
+
+HEAD_TASKS = {"ave", "avvp", "ave_avvp", "ucf_vgg"}   # the classification and localization tasks
+
+
+def markdown_averages(text: str) -> dict[str, str]:
+    """model -> the last (average) cell of table.md's primary table."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| model |") and line.endswith("| average |"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.strip("|").split("|"))
+    return {cells[0].strip(): cells[-1].strip().strip("*") for cells in rows}
+
+
+def test_headline_average_is_the_mean_of_cross_modal_head_columns():
+    """On the committed baseline (all seven tasks): retrieval and same-modality columns are left out."""
+    from cmg_eval.report.text import markdown_report
+
+    document = json.loads((Path(__file__).parents[1] / "reports" / "baselines" / "synthetic-tiny.json").read_text())
+    shown = markdown_averages(markdown_report(document))
+    for model in {r["model"] for r in document["results"]}:
+        values = [r["value"] for r in document["results"] if r["model"] == model and r["primary"]
+                  and r["task"] in HEAD_TASKS and r["source"] != r["target"]]
+        assert len(values) == 8   # four tasks x V->A, A->V
+        everything = [r["value"] for r in document["results"] if r["model"] == model and r["primary"]]
+        assert shown[model] == f"{np.mean(values):.2f}" != f"{np.mean(everything):.2f}"
 
 
 def test_oracle_baseline_against_random_run_fails(two_runs, random_dcid, micro_data, tmp_path):
@@ -268,3 +300,30 @@ def test_gate_duplicate_source_target_under_another_direction_name(tmp_path):
     current["results"].append({**current["results"][0], "direction": "video->audio", "value": 90.0})
     result = cli("compare", *write_pair(tmp_path, base, current))
     assert result.exit_code == 1 and "results[0] and results[1] are both" in result.output
+
+
+def test_synthetic_data_is_named_in_every_heading(two_runs, tmp_path):
+    """A run on the generator's data (a `synth.json` in its data root, as the default data root has) says so in
+    the terminal, table.md and index.html; a run on other data does not."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(two_runs / "first", run)
+    document = json.loads((run / "results.json").read_text())
+    for synthetic in (False, True):
+        root = tmp_path / f"data-{synthetic}"
+        root.mkdir()
+        if synthetic:
+            (root / "synth.json").write_text(json.dumps({"size": "small", "seed": 0, "datasets": {}}))
+        document["meta"]["data"]["root"] = str(root)
+        (run / "results.json").write_text(json.dumps(document))
+        result = cli("report", run)
+        assert result.exit_code == 0, result.output
+        heading = "cmg-eval results on the built-in synthetic benchmark (size small, seed 0)"
+        markdown, page = (run / "table.md").read_text(), (run / "index.html").read_text()
+        if synthetic:
+            assert markdown.startswith(f"# {heading}\n") and f"<h1>{heading}</h1>" in page
+            assert result.output.startswith(heading) and "clean protocol, built-in synthetic benchmark" in result.output
+        else:
+            assert markdown.startswith("# cmg-eval results\n") and "<h1>cmg-eval results</h1>" in page
+            assert "built-in synthetic benchmark" not in markdown + page + result.output

@@ -13,7 +13,7 @@ from rich.text import Text
 from cmg_eval.errors import CmgError
 from cmg_eval.io import write_text
 from cmg_eval.report.html import html_report
-from cmg_eval.report.table import columns
+from cmg_eval.report.table import columns, data_origin, title
 from cmg_eval.report.text import LEGEND, csv_report, latex_report, markdown_report, primary_grid
 
 __all__ = ["REPORT_FILES", "write_tables", "rich_table"]
@@ -50,7 +50,7 @@ def rich_table(document: dict[str, Any]) -> Group:
     header, body = primary_grid(document, bold=lambda s: f"[bold]{s}[/bold]", escape=escape)
     header = [Text.from_markup(h) for h in header]
     body = [[Text.from_markup(cell) for cell in row] for row in body]
-    tables = []
+    tables = [Text(title(document), style="bold")]
     cols = columns(document)   # body cell i + 1 is column i
     for task in dict.fromkeys(task for task, _ in cols):
         mine = [i for i, (name, _) in enumerate(cols) if name == task]
@@ -62,7 +62,9 @@ def rich_table(document: dict[str, Any]) -> Group:
         for row in body:
             table.add_row(row[0], *(row[i + 1] for i in mine))
         tables.append(table)
-    summary = Table(title=Text(f"average ({document['meta']['protocol']} protocol)"), title_justify="left")
+    origin = data_origin(document)
+    summary = Table(title=Text(f"average ({document['meta']['protocol']} protocol"
+                               f"{', ' + origin if origin else ''})"), title_justify="left")
     summary.add_column("model")
     summary.add_column(header[-1], justify="right")
     for row in body:

@@ -16,13 +16,17 @@ import numpy as np  # noqa: E402
 
 from cmg_eval.io import folder_name  # noqa: E402
 from cmg_eval.metrics import confusion_matrix  # noqa: E402
-from cmg_eval.report.table import primary_cells  # noqa: E402
+from cmg_eval.report.table import columns, primary_cells, title  # noqa: E402
 from cmg_eval.report.text import LEGEND, primary_grid  # noqa: E402
 
 MODALITY_ORDER = ("video", "audio", "text")
-STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-         "td:first-child,th:first-child{text-align:left}img{max-width:100%}.note{color:#555;font-size:90%}")
+# Readable at 1200 px: the primary table is one small table per task, wrapping onto the next line rather than
+# running off the page, and a cell ("mean ± std†") never breaks inside.
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;"
+         "white-space:nowrap}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+         ".note{color:#555;font-size:90%}.grid{display:flex;flex-wrap:wrap;gap:0 1.5em;align-items:flex-start}"
+         ".grid table{margin:0.5em 0}caption{text-align:left;font-weight:bold;padding:0.2em 0}")
 
 
 def png(figure) -> str:
@@ -62,8 +66,9 @@ def transfer_matrices(document: dict[str, Any], task: str) -> str:
     rows = task_rows(document, task)
     models = list(dict.fromkeys(r["model"] for r in rows))
     modalities = [m for m in MODALITY_ORDER if any(m in (r["source"], r["target"]) for r in rows)]
-    figure, axes = plt.subplots(1, len(models), figsize=(2.6 * len(models), 2.6), squeeze=False)
-    for axis, model in zip(axes[0], models):
+    figure, axes = plt.subplots(1, len(models), figsize=(0.6 + 2.2 * len(models), 2.8), squeeze=False,
+                                layout="constrained")
+    for k, (axis, model) in enumerate(zip(axes[0], models)):
         grid = np.full((len(modalities), len(modalities)), np.nan)
         for r in rows:
             if r["model"] == model:
@@ -73,9 +78,11 @@ def transfer_matrices(document: dict[str, Any], task: str) -> str:
             if not np.isnan(value):
                 axis.text(j, i, f"{value:.1f}", ha="center", va="center", color="w" if value < 60 else "k")
         axis.set_xticks(range(len(modalities)), modalities)
-        axis.set_yticks(range(len(modalities)), modalities)
+        # the source axis is labelled once, on the left: the neighbours' labels would overlap the matrix beside
+        axis.set_yticks(range(len(modalities)), modalities if k == 0 else [])
         axis.set_xlabel("target")
-        axis.set_ylabel("source")
+        if k == 0:
+            axis.set_ylabel("source")
         axis.set_title(model, fontsize=9)
     figure.suptitle(f"{task}: transfer matrix")
     return png(figure)
@@ -147,11 +154,26 @@ def codebook_table(document: dict[str, Any]) -> str | None:
             "VGGSound-AVEL40k set; a column is an RVQ level or an SRCID layer.</p>")
 
 
-def html_table(header: list[str], body: list[list[str]]) -> str:
-    """A table of cells already escaped (or marked up) as HTML."""
+def primary_tables(document: dict[str, Any]) -> str:
+    """The primary table split by task (rows = models, columns = its directions) plus the averages, side by side."""
+    header, body = primary_grid(document, bold=lambda s: f"<b>{s}</b>", escape=html.escape)
+    cols = columns(document)   # body cell i + 1 is column i
+    tables = []
+    for task in dict.fromkeys(task for task, _ in cols):
+        mine = [i for i, (name, _) in enumerate(cols) if name == task]
+        metric = document["meta"]["tasks"][task]["primary_metric"]
+        caption = f"{html.escape(str(task))} ({html.escape(str(metric))})"
+        tables.append(html_table(["model", *(html.escape(cols[i][1]) for i in mine)],
+                                 [[row[0], *(row[i + 1] for i in mine)] for row in body], caption))
+    tables.append(html_table([header[0], header[-1]], [[row[0], row[-1]] for row in body], "average"))
+    return "<div class='grid'>" + "".join(tables) + "</div>"
+
+
+def html_table(header: list[str], body: list[list[str]], caption: str = "") -> str:
+    """A table of cells (and caption) already escaped (or marked up) as HTML."""
     head = "".join(f"<th>{h}</th>" for h in header)
     rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
-    return f"<table><tr>{head}</tr>{rows}</table>"
+    return f"<table>{f'<caption>{caption}</caption>' if caption else ''}<tr>{head}</tr>{rows}</table>"
 
 
 def html_report(document: dict[str, Any], run_dir: Path) -> str:
@@ -161,23 +183,23 @@ def html_report(document: dict[str, Any], run_dir: Path) -> str:
 
 
 def _html_report(document: dict[str, Any], run_dir: Path) -> str:
-    header, body = primary_grid(document, bold=lambda s: f"<b>{s}</b>", escape=html.escape)
     meta = document["meta"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cmg-eval results</title>"
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title(document))}</title>"
              f"<style>{STYLE}</style></head><body>",
-             "<h1>cmg-eval results</h1>",
+             f"<h1>{html.escape(title(document))}</h1>",
              f"<p class='note'>protocol {html.escape(str(meta['protocol']))}, head seeds "
              f"{html.escape(str(meta['seeds']))}, cmg-eval {html.escape(str(meta['versions']['cmg_eval']))}, "
              f"data manifest {html.escape(str(meta['data']['manifest_hash'])[:12])}</p>",
-             html_table(header, body),
+             primary_tables(document),
              f"<p class='note'>{html.escape(LEGEND)}</p>", "<h2>Per task</h2>"]
     for task in meta["tasks"]:
         if task_rows(document, task):
             parts += [f"<h3>{html.escape(str(task))}</h3>", bar_chart(document, task),
                       transfer_matrices(document, task)]
     parts += ["<h2>Same-modality to cross-modal drop</h2>", drop_chart(document)]
-    for title, plot in (("Confusion matrix", confusion_plot(document, run_dir)), ("Codebook", codebook_table(document))):
+    for heading, plot in (("Confusion matrix", confusion_plot(document, run_dir)),
+                          ("Codebook", codebook_table(document))):
         if plot:
-            parts += [f"<h2>{title}</h2>", plot]
+            parts += [f"<h2>{heading}</h2>", plot]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -25,6 +27,27 @@ class Cell:
 
     def text(self) -> str:
         return f"{self.value:.2f} ± {self.std:.2f}" if self.n_seeds > 1 else f"{self.value:.2f}"
+
+
+def data_origin(document: dict[str, Any]) -> str | None:
+    """"built-in synthetic benchmark (...)" when the run's data folder was written by cmg-eval's generator (the
+    default data root, or `data synth`: a `synth.json` there), so its numbers are never taken for real ones."""
+    root = document["meta"].get("data", {}).get("root")
+    marker = Path(root) / "synth.json" if root else None
+    if marker is None or not marker.is_file():
+        return None
+    try:
+        facts = json.loads(marker.read_text())
+        detail = f" (size {facts['size']}, seed {facts['seed']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        detail = ""
+    return f"built-in synthetic benchmark{detail}"
+
+
+def title(document: dict[str, Any]) -> str:
+    """The report's heading: what was scored."""
+    origin = data_origin(document)
+    return f"cmg-eval results on the {origin}" if origin else "cmg-eval results"
 
 
 def long_frame(document: dict[str, Any]) -> pd.DataFrame:

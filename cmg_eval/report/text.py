@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cmg_eval.report.table import AVERAGE, LONG_COLUMNS, averages, columns, long_frame, primary_cells
+from cmg_eval.report.table import (AVERAGE, LONG_COLUMNS, averages, columns, long_frame, primary_cells,
+                                   title)
 
 MARK = "†"
 LEGEND = (f"Bold: best in its column. {MARK}: significantly worse than the column's best "
@@ -70,7 +71,7 @@ def detail_tables(document: dict[str, Any]) -> str:
 def markdown_report(document: dict[str, Any]) -> str:
     meta = document["meta"]
     lines = [
-        "# cmg-eval results", "",
+        f"# {markdown_escape(title(document))}", "",
         f"protocol {markdown_escape(meta['protocol'])}, head seeds {markdown_escape(meta['seeds'])}, data manifest "
         f"{markdown_escape(meta['data']['manifest_hash'][:12])}, cmg-eval {markdown_escape(meta['versions']['cmg_eval'])} "
         f"({markdown_escape(meta.get('git_commit') or 'no git')})", "",
