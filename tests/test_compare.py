@@ -323,7 +323,8 @@ def test_synthetic_data_is_named_in_every_heading(two_runs, tmp_path):
         markdown, page = (run / "table.md").read_text(), (run / "index.html").read_text()
         if synthetic:
             assert markdown.startswith(f"# {heading}\n") and f"<h1>{heading}</h1>" in page
-            assert result.output.startswith(heading) and "clean protocol, built-in synthetic benchmark" in result.output
+            terminal = " ".join(result.output.split())   # the summary title may wrap
+            assert terminal.startswith(heading) and "(clean protocol, built-in synthetic benchmark" in terminal
         else:
             assert markdown.startswith("# cmg-eval results\n") and "<h1>cmg-eval results</h1>" in page
             assert "built-in synthetic benchmark" not in markdown + page + result.output
