@@ -14,6 +14,7 @@ from rich.text import Text
 from cmg_eval import registry
 from cmg_eval.cache import default_cache_dir
 from cmg_eval.errors import CmgError
+from cmg_eval.progress import progress_display
 
 # Printed strings are never rich markup (paths, labels and messages hold user text); styles are Text objects.
 console = Console(markup=False)
@@ -21,8 +22,9 @@ err_console = Console(stderr=True, markup=False)
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err_console, transient=True)
+    """A bar on a terminal, plain lines every 30 s in a log (cmg_eval.progress)."""
+    return progress_display(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=err_console)
 
 
 class Cli(click.Group):
@@ -497,10 +499,10 @@ def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assig
     from cmg_eval.train.trainer import pretrain
 
     rank, world = env_world()  # under torchrun only rank 0 shows progress and the result
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=err_console,
-                        transient=True, disable=rank != 0)
-    bar = progress.add_task(f"pretrain {method} ({preset})", total=None, losses="")
+    progress = progress_display(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                                console=err_console, disable=rank != 0)
+    bar = progress.add_task(f"pretrain {method} ({preset}) step", total=None, losses="")
 
     def started(trainer) -> None:
         progress.update(bar, total=trainer.steps, completed=trainer.step)

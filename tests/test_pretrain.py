@@ -1,6 +1,7 @@
 """`cmg-eval pretrain`: every method trains a few steps, writes a loadable checkpoint, and resumes."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -182,3 +183,14 @@ def test_codebook_command(pretrain_root, tmp_path):
     assert document["n_items"] == 24 and [c["column"] for c in document["columns"]] == [1, 2]
     assert set(document["columns"][0]["modalities"]) == {"video", "audio", "text"}
     assert "video-audio" in document["columns"][0]["agreement"]
+
+
+def test_plain_progress_lines_when_stderr_is_not_a_terminal(pretrain_root, tmp_path, monkeypatch):
+    """In a batch job (stderr a file, as under CliRunner) pretraining prints step, loss terms, elapsed and ETA."""
+    monkeypatch.setenv("CMG_EVAL_PROGRESS_SECONDS", "0")   # a line at every logged step
+    result = pretrain(pretrain_root, tmp_path / "x.pt", "dcid", "steps=3", "log_every=1")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("pretrain dcid (tiny) step: ")]
+    done = ["0/3 (0%)", "1/3 (33%)", "2/3 (67%)", "3/3 (100%)"]   # the start, then every logged step
+    assert [line.split(": ", 1)[1].split(",")[0] for line in lines] == done
+    assert all(re.search(r"elapsed \d+:\d\d:\d\d, ETA (\d+:\d\d:\d\d|\?), .*recon \S+", line) for line in lines[1:])

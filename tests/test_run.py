@@ -100,3 +100,16 @@ def test_readout_label(public_dcid, micro_data, tmp_path):
     document = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {r["readout"] for r in document["results"]} == {"pre_vq"}
     assert document["meta"]["models"][0]["checkpoint_epoch"] == 4
+
+
+def test_plain_progress_lines_when_stderr_is_not_a_terminal(micro_data, user_weights, tmp_path, monkeypatch):
+    """A batch run logs jobs, epochs and encoding as plain lines (done/total, elapsed, ETA)."""
+    monkeypatch.setenv("CMG_EVAL_PROGRESS_SECONDS", "0")
+    result = cli("run", "ave", "--ckpt", f"mine={user_weights}", "--encoder", "user_models:projection",
+                 "--data-root", micro_data, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache", *FAST)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    evaluate = [line for line in lines if line.startswith("evaluate: ")]
+    assert evaluate[-1].startswith("evaluate: 2/2 (100%), elapsed ") and "ETA" in evaluate[-1]   # two source jobs
+    assert any(line.startswith("mine ave video seed 43: 2/2 (100%)") for line in lines)     # the job's epochs
+    assert any(line.startswith("encode mine audio") for line in lines)
