@@ -80,8 +80,26 @@ def test_mismatched_items_are_refused():
         diagnostics(KnownCodes(), {"video": inputs([[0]], "video"), "audio": inputs([[0], [1]], "audio")})
 
 
-def test_report_skips_encoders_without_codes(tmp_path):
-    assert paired_inputs(tmp_path) is None and codebook_report([], tmp_path) == {}
+def test_report_without_paired_data_is_empty(tmp_path, random_dcid):
+    from cmg_eval.encoders.loading import load_model
+
+    assert paired_inputs(tmp_path) is None
+    assert codebook_report([load_model(f"random={random_dcid}")], tmp_path) == {}
+
+
+def test_report_skips_encoders_without_codes(tiny_data, user_weights):
+    """Of a model without codes (a plain user encoder) and one with codes, only the second is reported."""
+    from cmg_eval.encoders.loading import load_model
+
+    plain = load_model(f"plain={user_weights}", "third_party_encoder:load")
+    assert plain.encoder.code_readout is None and plain.encoder.encode_indices("audio", torch.zeros(1, 10, 128)) is None
+    class Bucketed(KnownCodes):
+        def encode_indices(self, modality, feats):   # real features: any float, bucketed into the 4 codes
+            return (feats.reshape(*feats.shape[:2], -1)[..., :1].abs() * 10).long() % 4
+
+    coded = LoadedModel("coded", Bucketed(n_codes=4), "vq", "-", "0" * 64, "known")
+    report = codebook_report([plain, coded], tiny_data, max_items=5)
+    assert list(report) == ["coded"] and report["coded"]["n_items"] == 5
 
 
 def test_report_over_models(tiny_data, random_dcid):
@@ -94,4 +112,11 @@ def test_report_over_models(tiny_data, random_dcid):
     first = report["random"]["columns"][0]
     assert report["random"]["n_items"] == 8 and first["n_codes"] == 400
     assert set(first["modalities"]) == {"video", "audio", "text"}
-    assert isinstance(dcid, LoadedModel)
+    # the counts are those of the codes the encoder gives the first 8 paired clips, counted here by hand
+    inputs = paired_inputs(tiny_data, max_items=8)
+    for modality, feats in inputs.items():
+        codes = dcid.encoder.encode_indices(modality, torch.from_numpy(feats))[..., 0].numpy()
+        assert first["modalities"][modality]["used"] == len(set(codes.ravel().tolist()))
+    used_anywhere = set().union(*(set(dcid.encoder.encode_indices(m, torch.from_numpy(f))[..., 0].numpy().ravel())
+                                  for m, f in inputs.items()))
+    assert first["dead_codes"] == 400 - len(used_anywhere)
