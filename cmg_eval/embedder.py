@@ -50,8 +50,8 @@ def move_encoder(encoder: object, device: str, seen: set[int] | None = None) -> 
     for container, key, value in tensor_holders(encoder):
         if isinstance(value, torch.Tensor):
             if container is None:
-                raise CmgError(f"encoder {type(encoder).__name__}: a tensor inside a tuple cannot be moved to {device}; "
-                               f"hold it in a list or give the encoder a to(device) method")
+                raise CmgError(f"encoder {type(encoder).__name__}: a tensor inside a tuple cannot be moved to "
+                               f"{device}; hold it in a list or give the encoder a to(device) method")
             if isinstance(container, (dict, list)):
                 container[key] = value.to(device)
             else:

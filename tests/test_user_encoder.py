@@ -56,7 +56,8 @@ def test_third_party_encoder_runs_a_task(micro_data, user_weights, tmp_path):
 
 
 @pytest.mark.parametrize("factory, message", [
-    ("no_encode", "lacks encode (required: modalities, readouts, output_dim(readout), encode(modality, feats, readout))"),
+    ("no_encode", "lacks encode (required: modalities, readouts, output_dim(readout), "
+                  "encode(modality, feats, readout))"),
     ("codes_without_lookup", "code_readout 'proj' needs to be one of its readouts and encode_indices and lookup_codes "
                              "methods (lacks lookup_codes)"),
 ])

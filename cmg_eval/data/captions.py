@@ -1,4 +1,4 @@
-"""Readers of the caption-retrieval releases: caption files, per-item feature zips, `text_tokens.h5`.
+"""Readers of the caption-retrieval releases: caption files and `text_tokens.h5` (item features: `clipzips`).
 
 Captions of one item are grouped whatever the file order (one gallery item per image, clip or
 video); items keep the order of their first caption. A caption's id is `<item id>#<k>`, k counting

@@ -129,8 +129,9 @@ def conform(encoder: Any, where: str) -> UnifiedEncoder:
     if adapted.code_readout is not None:
         lacking = [a for a in ("encode_indices", "lookup_codes") if not callable(getattr(encoder, a, None))]
         if adapted.code_readout not in adapted.readouts or lacking:
+            lacks = f" (lacks {', '.join(lacking)})" if lacking else ""
             raise CmgError(f"{where}: code_readout {adapted.code_readout!r} needs to be one of its readouts and "
-                           f"encode_indices and lookup_codes methods" + (f" (lacks {', '.join(lacking)})" if lacking else ""))
+                           f"encode_indices and lookup_codes methods{lacks}")
     return adapted
 
 
