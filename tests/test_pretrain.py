@@ -102,6 +102,25 @@ def test_srcid_switches_layer2_on(pretrain_root, tmp_path):
     assert layer1.sha256 == concat.sha256 and layer1.identity != concat.identity
 
 
+@pytest.mark.parametrize("settings, shared", [((), False), (("shared_codebook=true",), True)])
+def test_srcid_codebook_layouts(pretrain_root, tmp_path, settings, shared):
+    """Default: one codebook per layer, each updated by its own layer; the ablation: one for both."""
+    out = tmp_path / "srcid.pt"
+    switch = ["layer2_min_step=1", "layer2_max_step=1"]
+    assert pretrain(pretrain_root, out, "srcid", "steps=3", *switch, *settings).exit_code == 0
+    ckpt = load_checkpoint(out)
+    state = ckpt["Encoder_parameters"]
+    assert tuple(state["Cross_quantizer.embedding"].shape) == ((24, 16) if shared else (2, 24, 16))
+    assert ckpt["config"]["shared_codebook"] is shared and ckpt["settings"]["shared_codebook"] is shared
+    if not shared:  # layer 2 ran two steps, layer 1 three: their EMA counts are separate and both moved
+        counts = state["Cross_quantizer.ema_count"]
+        assert counts[0].sum() > 0 and counts[1].sum() > 0 and not torch.equal(counts[0], counts[1])
+    model = load_model(str(out))
+    assert model.encoder.shared_codebook is shared
+    codes = model.encoder.encode_indices("audio", example_inputs("audio", batch=2, steps=10))
+    assert codes.shape == (2, 10, 2) and int(codes.max()) < 24
+
+
 def test_srcid_falls_back_to_max_step(pretrain_root, tmp_path):
     out = tmp_path / "srcid.pt"
     switch = ["layer2_min_step=1", "layer2_max_step=2", "layer2_mi_threshold=0", "layer2_patience=100"]
