@@ -421,12 +421,20 @@ def compare_command(baseline: Path, current: Path, k: float, floor: float, allow
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint file; resumed if it exists.")
 @click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
 @click.option("--set", "assignments", multiple=True, help="KEY=VALUE over the preset's settings, repeatable.")
-def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assignments: tuple[str, ...]) -> None:
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the model, its codebook state and each batch live (cuda: a GPU torch sees).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes reading batches ahead (default: 0 on cpu, up to 4 on cuda).")
+def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assignments: tuple[str, ...],
+                     device: str, workers: int | None) -> None:
     """Pretrain METHOD (see `cmg-eval ls methods`) on VGGSound-AVEL40k into a checkpoint."""
     from rich.progress import TimeRemainingColumn
 
+    from cmg_eval.embedder import check_device
     from cmg_eval.train.distributed import env_world
     from cmg_eval.train.trainer import pretrain
+
+    check_device(device)  # before the data is read
 
     rank, world = env_world()  # under torchrun only rank 0 shows progress and the result
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -442,14 +450,15 @@ def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assig
         progress.update(bar, completed=state.step, losses=terms)
 
     with progress:
-        ckpt = pretrain(method, data_root, out, preset, assignments, report, started)
+        ckpt = pretrain(method, data_root, out, preset, assignments, report, started, device, workers)
     if rank != 0:
         return
     layer2 = f", layer 2 from step {ckpt['layer2_start_step']}" if ckpt.get("layer2_start_step") is not None else ""
     losses = " ".join(f"{k} {v:.3g}" for k, v in ckpt["losses"].items())
+    per_step = ckpt["train_seconds"] / max(int(ckpt["total_step"]), 1)
     console.print(f"wrote {method} checkpoint ({preset}, step {ckpt['total_step']} of {ckpt['steps']}{layer2}, "
-                  f"{ckpt['train_seconds']:.0f} s of training{f' on {world} processes' if world > 1 else ''}; "
-                  f"last losses: {losses}) to {out}")
+                  f"{ckpt['train_seconds']:.0f} s of training, {per_step:.3g} s/step on {device}"
+                  f"{f', on {world} processes' if world > 1 else ''}; last losses: {losses}) to {out}")
 
 
 @main.command("codebook")

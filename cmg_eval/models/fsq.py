@@ -74,7 +74,8 @@ class FsqQuantizer(nn.Module):
 
     def codebook(self) -> torch.Tensor:
         """Every grid point through `project_out`: (prod(levels), dim), row i = index i."""
-        return self.project_out(self.indices_to_codes(torch.arange(self.n_codes)).to(self.project_out.weight.dtype))
+        weight = self.project_out.weight
+        return self.project_out(self.indices_to_codes(torch.arange(self.n_codes, device=weight.device)).to(weight.dtype))
 
 
 class AVTFSQVAEEncoder(AVTVQVAEEncoder):

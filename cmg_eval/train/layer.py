@@ -45,7 +45,7 @@ def reconstruction(layer: Layer, modality: str, specific: torch.Tensor, code: to
     """MSE of the decoded modality; with `steps` > 0 on that many random time steps (decoders are per
     step, so this is an unbiased, cheaper estimate of the same loss)."""
     if 0 < steps < target.shape[1]:
-        keep = torch.randperm(target.shape[1])[:steps]
+        keep = torch.randperm(target.shape[1], device="cpu")[:steps]
         specific, code, target = specific[:, keep], code[:, keep], target[:, keep]
     return F.mse_loss(layer.decode(modality, specific, code), target)
 
