@@ -379,6 +379,19 @@ def report_command(run_dir: Path) -> None:
     console.print(f"wrote table.md, table.csv, table.tex and index.html in {run_dir}")
 
 
+@main.command("paper-tables")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def paper_tables_command(run_dir: Path) -> None:
+    """Tables I-III of a finished run, rows `NAME+seedN` grouped by pretraining seed, into paper-tables.md."""
+    from cmg_eval.io import write_text
+    from cmg_eval.report.paper import paper_tables
+
+    text = paper_tables(read_results(run_dir / "results.json"))
+    write_text(run_dir / "paper-tables.md", text)
+    console.print(text, markup=False, highlight=False)
+    console.print(f"wrote {run_dir / 'paper-tables.md'}")
+
+
 @main.command("compare")
 @click.argument("baseline", type=click.Path(path_type=Path))
 @click.argument("current", type=click.Path(path_type=Path))
@@ -386,12 +399,18 @@ def report_command(run_dir: Path) -> None:
 @click.option("--floor", type=float, default=1.0, show_default=True, help="Smallest allowed drop (metric units).")
 @click.option("--allow-missing", is_flag=True, help="Rows present on one side only do not fail the gate.")
 @click.option("--metric", default=None, help="Gate on this metric instead of each task's primary one.")
+@click.option("--group-seeds", is_flag=True,
+              help="Fold rows NAME+seedN into NAME first: mean over pretraining seeds, std across them.")
 def compare_command(baseline: Path, current: Path, k: float, floor: float, allow_missing: bool,
-                    metric: str | None) -> None:
+                    metric: str | None, group_seeds: bool) -> None:
     """Regression gate: exit 1 when a primary metric drops by more than max(k x std, floor)."""
     from cmg_eval.compare import gate
+    from cmg_eval.seedgroups import group_by_pretrain_seed
 
-    rows = gate(read_results(baseline), read_results(current), k, floor, metric)
+    documents = [read_results(baseline), read_results(current)]
+    if group_seeds:
+        documents = [group_by_pretrain_seed(d) for d in documents]
+    rows = gate(*documents, k, floor, metric)
     table = Table(title=f"compare (allowed drop = max({k:g} x std, {floor:g}))")
     for column in ("model", "task", "direction", "metric", "baseline", "current", "difference", "allowed", "verdict"):
         table.add_column(column, justify="right" if column in ("baseline", "current", "difference", "allowed") else "left")
