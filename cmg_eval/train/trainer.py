@@ -117,6 +117,7 @@ class Trainer:
             "train_seconds": round(self.seconds, 1), "cmg_eval_version": __version__,
             "optimizer": self.optimizer.state_dict(), "rng_state": torch.get_rng_state(),
             "world_size": self.ranks.world, "device": self.device.type,
+            "torch_threads": torch.get_num_threads(),  # CPU results depend on it (reduction order)
             **{f"optimizer_{key.replace('_parameters', '').lower()}": club.optimizer.state_dict()
                for key, club in self.method.mi_nets().items()},
             **self.method.state(),
