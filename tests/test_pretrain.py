@@ -80,6 +80,20 @@ def test_each_method_trains_and_evaluates(pretrain_root, tmp_path, method):
     assert model.encoder.encode("text", example_inputs("text", batch=2)).shape[0] == 2
 
 
+@pytest.mark.parametrize("preset", ["tiny", "paper"])
+def test_quantizer_variants_share_dcids_objective(preset):
+    """FSQ, RVQ and SRCID differ from DCID by their quantizer (or second layer), not by losses or steps."""
+    from cmg_eval.train.layer import TERMS
+    from cmg_eval.train.presets import resolve_settings
+
+    keys = [f"{term}_weight" for term in TERMS] + ["steps", "epochs", "batch_size", "lr", "beta", "commit_cross",
+                                                  "cmcm_temperature"]
+    dcid = resolve_settings(preset, methods.get("dcid").defaults, ())
+    for name in ["dcid-fsq", "dcid-rvq2", "dcid-rvq3", "dcid-rvq4", "srcid"]:
+        settings = resolve_settings(preset, methods.get(name).defaults, ())
+        assert {k: settings[k] for k in keys} == {k: dcid[k] for k in keys}, name
+
+
 def test_srcid_switches_layer2_on(pretrain_root, tmp_path):
     early, late = tmp_path / "early.pt", tmp_path / "late.pt"
     switch = ["layer2_min_step=2", "layer2_max_step=3", "layer2_mi_threshold=1e9", "layer2_patience=1"]

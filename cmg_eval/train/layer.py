@@ -27,7 +27,8 @@ class Layer:
     specific: Callable[[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]    # -> (decoder input, CLUB target)
     decode: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]
     quantize: Callable[[dict[str, torch.Tensor]], Quantized]
-    codebook: Callable[[], torch.Tensor]
+    # CMCM's soft assignment: the features as the quantizer compares them with its codes, and those codes
+    code_space: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], torch.Tensor]]
     cpc: CrossCPC
     clubs: dict[str, Club]
 
@@ -74,5 +75,5 @@ def run_layer(layer: Layer, inputs: dict[str, torch.Tensor], targets: dict[str, 
     if weights["cpc"]:
         losses["cpc"] = layer.cpc(general)
     if weights["cmcm"]:
-        losses["cmcm"] = cmcm_loss(general, layer.codebook(), cmcm_temperature)
+        losses["cmcm"] = cmcm_loss(*layer.code_space(general), cmcm_temperature)
     return LayerResult({k: v * weights[k] for k, v in losses.items()}, quantized, specific, mi)

@@ -38,7 +38,7 @@ class SrcidMethod(DcidMethod):
         self.cpc2 = CrossCPC(MODALITIES, cfg.hidden, cfg.hidden, int(settings["cpc_layers"]))
         self.clubs2 = {m: self.make_club(width) for m, width in layer2_widths(cfg).items()}
         self.layer2 = Layer(self.encoder.general2, self.specific2, self.decoder2.decode, self.quantize2,
-                            self.codebook2, self.cpc2, self.clubs2)
+                            lambda features: (features, self.codebook2()), self.cpc2, self.clubs2)
         self.switch = Layer2Switch(float(settings["layer2_mi_threshold"]), int(settings["layer2_patience"]),
                                    int(settings["layer2_min_step"]), int(settings["layer2_max_step"]))
 
