@@ -106,7 +106,8 @@ def reference_ave(data, encoder: DcidEncoder, source: str, epochs: int, settings
         for modality in both:
             best[modality] = max(best[modality], 100.0 * correct[modality] / len(order))
 
-    reference_fit(head, nn.functional.cross_entropy, settings, epochs, train_batches, evaluate)
+    reference_fit(head, nn.functional.cross_entropy, {**settings, "lr": settings["paper_lr"]}, epochs, train_batches,
+                  evaluate)
     return best
 
 
@@ -114,10 +115,11 @@ def reference_avvp(data, encoder: DcidEncoder, source: str, epochs: int, setting
     """The pinned reference AVVP loop: BCE + ExpLogLoss (its weights unclipped) at the paper learning rate, the
     source stream's zips read per item each epoch; each stream scored in row order every epoch, best legacy
     (batch-weighted) precision kept (NEU avvp.py)."""
-    from tasks.avvp import N_CLASSES, ExpLogLoss
+    from tasks.avvp import ExpLogLoss
 
     reference = ReferenceEncoder(encoder)
-    head = seeded_head(lambda: SegmentDecoder(encoder.output_dim(), N_CLASSES + 1), SEED).double()
+    n_outputs = data.streams[source].table.labels.shape[-1]  # the classes of AVVP_Categories.txt + background
+    head = seeded_head(lambda: SegmentDecoder(encoder.output_dim(), n_outputs), SEED).double()
     generator = torch.Generator().manual_seed(SEED)
     read = lambda modality, row: data.streams[modality].zips.read(row)  # noqa: E731
     rows = {m: np.arange(len(s.zips)) for m, s in data.streams.items()}
@@ -135,7 +137,7 @@ def reference_avvp(data, encoder: DcidEncoder, source: str, epochs: int, setting
             counts = clip_counts(labels[modality] > 0.5, decisions, events=False)
             best[modality] = max(best[modality], scores_from_counts(counts, BATCH)["legacy_precision"])
 
-    reference_fit(head, ExpLogLoss(N_CLASSES + 1).double(), {**settings, "lr": settings["paper_lr"]}, epochs,
+    reference_fit(head, ExpLogLoss(n_outputs).double(), {**settings, "lr": settings["paper_lr"]}, epochs,
                   train_batches, evaluate)
     return best
 

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from cmg_eval.errors import CmgError
 from cmg_eval.io import atomic_write, write_json
 
 
@@ -51,8 +52,12 @@ class EmbeddingCache:
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
         path = self._path(key).with_suffix(".lock")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a")
+        except OSError as error:
+            raise CmgError(f"{path}: cannot write to the embedding cache ({error.strerror or error})") from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

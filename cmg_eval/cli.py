@@ -9,28 +9,34 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from cmg_eval import registry
 from cmg_eval.cache import default_cache_dir
 from cmg_eval.errors import CmgError
 
-console = Console()
-err_console = Console(stderr=True)
+# Printed strings are never rich markup (paths, labels and messages hold user text); styles are Text objects.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err_console, transient=True)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console, transient=True)
 
 
 class Cli(click.Group):
-    """Turns a CmgError into `Error: <one line>` and exit status 1, never a traceback."""
+    """Turns a CmgError (or an OSError no reader named) into `Error: <one line>` and exit status 1, never a
+    traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except CmgError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(str(CmgError(f"{where}{error.strerror or error}"))) from None
 
 
 @click.group(cls=Cli)
@@ -77,21 +83,47 @@ def default_data_root(cache_dir: Path | None) -> Path:
 
 @main.command("validate")
 @click.option("--data-root", type=click.Path(path_type=Path), required=True)
+@click.option("--quick", is_flag=True, help="Decode only the first feature file of each stream.")
 @click.argument("task_names", nargs=-1)
-def validate(data_root: Path, task_names: tuple[str, ...]) -> None:
-    """Check each task's files under DATA_ROOT against its expected layout; exit 1 if any is wrong."""
+def validate(data_root: Path, quick: bool, task_names: tuple[str, ...]) -> None:
+    """Check each task's files under DATA_ROOT and decode every feature file a run would read; list every
+    refused file and every warning, exit 1 if anything is refused."""
+    from cmg_eval.data.decode import problem
+
     tasks = {name: registry.tasks.get(name)() for name in task_names or registry.tasks.names()}
-    failed = 0
+    failed, outcome = 0, {}  # (file, read) -> problem or None, so tasks sharing files decode them once
     for name, task in tasks.items():
         try:
-            task.load(data_root)
+            data = task.load(data_root)
         except CmgError as error:
             failed += 1
-            console.print(f"{name}: [red]{error}[/red]", soft_wrap=True)
+            console.print(Text.assemble(f"{name}: ", (str(error), "red")), soft_wrap=True)
+            continue
+        notes = task.data_notes(data)
+        for warning in notes.get("warnings", []):
+            console.print(Text.assemble(f"{name}: ", ("warning", "yellow"), f": {warning}"), soft_wrap=True)
+        for key, value in notes.items():
+            if key != "warnings" and (any(value.values()) if isinstance(value, dict) else value):
+                console.print(Text(f"{name}: note: {key} {value}"), soft_wrap=True)
+        units = [u for reader in task.feature_readers(data) for u in reader.units(quick)]
+        with progress_bar() as progress:
+            bar = progress.add_task(f"{name}: decode feature files", total=len(units))
+            for unit in units:
+                if (unit.file, unit.what) not in outcome:
+                    outcome[unit.file, unit.what] = problem(unit)
+                progress.advance(bar)
+        refused = [outcome[u.file, u.what] for u in units if outcome[u.file, u.what]]
+        for line in refused:
+            console.print(Text.assemble(f"{name}: ", (line, "red")), soft_wrap=True)
+        files = len({u.file for u in units})
+        if refused:
+            failed += 1
+            console.print(f"{name}: {len(refused)} of {len(units)} feature reads refused ({files} files"
+                          f"{', --quick' if quick else ''})")
         else:
-            console.print(f"{name}: ok")
+            console.print(f"{name}: ok, {files} feature files decoded{' (--quick)' if quick else ''}")
     if failed:
-        err_console.print(f"validate: {failed} of {len(tasks)} tasks have missing or malformed files")
+        err_console.print(f"validate: {failed} of {len(tasks)} tasks have missing, malformed or unreadable files")
         sys.exit(1)
 
 
@@ -141,7 +173,8 @@ def check_model_command(ckpt: str, encoder: str | None) -> None:
     for column in ("check", "modality@readout", "verdict", "detail"):
         table.add_column(column)
     for result in results:
-        table.add_row(result.check, result.modality, "[green]pass" if result.ok else "[red]FAIL", result.detail)
+        table.add_row(result.check, result.modality, Text("pass", "green") if result.ok else Text("FAIL", "red"),
+                      result.detail)
     console.print(table)
     failed = sorted({r.check for r in results if not r.ok})
     if failed:
@@ -410,7 +443,7 @@ def compare_command(baseline: Path, current: Path, k: float, floor: float, allow
     documents = [read_results(baseline), read_results(current)]
     if group_seeds:
         documents = [group_by_pretrain_seed(d) for d in documents]
-    rows = gate(*documents, k, floor, metric)
+    rows = gate(*documents, k, floor, metric, names=(str(baseline), str(current)))
     table = Table(title=f"compare (allowed drop = max({k:g} x std, {floor:g}))")
     for column in ("model", "task", "direction", "metric", "baseline", "current", "difference", "allowed", "verdict"):
         table.add_column(column, justify="right" if column in ("baseline", "current", "difference", "allowed") else "left")
@@ -418,14 +451,19 @@ def compare_command(baseline: Path, current: Path, k: float, floor: float, allow
     for row in rows:
         failed = row.failed(allow_missing)
         diff = None if row.drop is None else -row.drop
-        verdict = "[red]FAIL" if failed else ("[yellow]missing" if row.drop is None else "[green]ok")
+        verdict = Text("FAIL", "red") if failed else \
+            (Text("missing", "yellow") if row.drop is None else Text("ok", "green"))
         shown_diff = "missing" if diff is None else f"{diff + 0.0:+.2f}"
-        table.add_row(*row.key, show(row.baseline), show(row.current), shown_diff, f"{row.allowed:.2f}", verdict)
+        table.add_row(*row.key, show(row.baseline), show(row.current), shown_diff, f"{row.allowed:.2f}",
+                      verdict)
     console.print(table)
     failing = [row for row in rows if row.failed(allow_missing)]
     if failing:
+        for row in failing:
+            err_console.print(f"compare: FAIL {' '.join(row.key)}: {row.reason()}", soft_wrap=True)
         names = ", ".join(" ".join(row.key[:3]) for row in failing[:5]) + (" ..." if len(failing) > 5 else "")
-        err_console.print(f"compare: {len(failing)} of {len(rows)} rows regressed or are missing: {names}")
+        err_console.print(f"compare: {len(failing)} of {len(rows)} rows regressed or are missing: {names}",
+                          soft_wrap=True)
         sys.exit(1)
     console.print(f"compare: all {len(rows)} rows within the allowed noise")
 

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from cmg_eval.encoders.base import LoadedModel, UnifiedEncoder
+from cmg_eval.encoders.base import LoadedModel, UnifiedEncoder, finite_activations, finite_float32
 from cmg_eval.errors import CmgError, UnsupportedModality
 
 BATCH = 64
@@ -29,13 +29,18 @@ def code_counts(encoder: UnifiedEncoder) -> list[int] | None:
     return [table.shape[-2]] * (table.shape[0] if table.dim() == 3 else 1)
 
 
-def encode_all(encoder: UnifiedEncoder, modality: str, inputs: np.ndarray | torch.Tensor) -> np.ndarray:
-    """(N, T, L) int64 indices, encoded in batches."""
+def encode_all(encoder: UnifiedEncoder, modality: str, inputs: np.ndarray | torch.Tensor) -> np.ndarray | None:
+    """(N, T, L) int64 indices, encoded in batches; inputs checked finite as float32 and the continuous features
+    inside the encoder finite (a NaN one would land on a valid-looking code)."""
     parts = []
     for start in range(0, len(inputs), BATCH):
-        batch = torch.as_tensor(np.asarray(inputs[start:start + BATCH], dtype=np.float32))
-        with torch.inference_mode():
-            parts.append(encoder.encode_indices(modality, batch).numpy())
+        where = f"codebook {modality} inputs {start}..{min(start + BATCH, len(inputs)) - 1}"
+        batch = torch.from_numpy(finite_float32(np.asarray(inputs[start:start + BATCH]), where))
+        with torch.inference_mode(), finite_activations(encoder.name, where):
+            codes = encoder.encode_indices(modality, batch)
+        if codes is None:
+            return None
+        parts.append(codes.numpy())
     return np.concatenate(parts)
 
 

@@ -68,15 +68,21 @@ def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
 # ------------------------------------------------------------------------------------------ the gate
 
 
+GateKey = tuple[str, str, str, str]   # model, task, direction, metric
+KEY_FIELDS = ("model", "task", "direction", "metric")
+PERCENT = (0.0, 100.0)   # every higher-is-better metric of a task is a percent
+
+
 @dataclass
 class GateRow:
     """One primary-metric row of a baseline/current comparison."""
 
-    key: tuple[str, str, str, str]   # model, task, direction, metric
+    key: GateKey
     baseline: float | None
     current: float | None
     allowed: float
     lower_is_better: bool
+    problem: str | None = None   # a value, std or threshold the gate cannot trust: the row fails
 
     @property
     def drop(self) -> float | None:
@@ -86,32 +92,120 @@ class GateRow:
         return self.current - self.baseline if self.lower_is_better else self.baseline - self.current
 
     def failed(self, allow_missing: bool) -> bool:
+        if self.problem is not None:
+            return True
         if self.drop is None:
             return not allow_missing
-        return self.drop > self.allowed
+        return not self.drop <= self.allowed   # fail closed: a NaN drop fails
+
+    def reason(self) -> str:
+        """Why the row fails (or passes), for its own line."""
+        if self.problem is not None:
+            return self.problem
+        if self.drop is None:
+            return f"missing in the {'current' if self.current is None else 'baseline'} document"
+        return f"dropped by {self.drop:.2f}, allowed {self.allowed:.2f}"
 
 
-def gated_rows(document: dict[str, Any], metric: str | None = None) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_threshold(name: str, value: float) -> float:
+    """--k and --floor: finite and non-negative, or the gate could never fail."""
+    if not is_number(value) or not math.isfinite(value) or value < 0:
+        raise CmgError(f"{name} {value}: expected a finite number >= 0")
+    return float(value)
+
+
+def checked_rows(document: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The rows of a results document, each readable by the gate and present once (one-line errors)."""
+    rows = document.get("results")
+    if not isinstance(rows, list):
+        raise CmgError(f"{where}: 'results' is {type(rows).__name__}, expected a list of rows")
+    first: dict[tuple, int] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise CmgError(f"{where}: results[{i}] is {type(row).__name__}, expected a row object")
+        missing = [f for f in KEY_FIELDS if not isinstance(row.get(f), str)]
+        if missing:
+            raise CmgError(f"{where}: results[{i}] has no string {missing[0]!r}, expected {', '.join(KEY_FIELDS)}")
+        name = " ".join(row[f] for f in KEY_FIELDS)
+        if "value" not in row:
+            raise CmgError(f"{where}: results[{i}] ({name}) has no 'value', expected a number")
+        for field in ("value", "std"):
+            if field in row and not is_number(row[field]):
+                raise CmgError(f"{where}: results[{i}] ({name}): {field} {row[field]!r} is not a number")
+        keys = [tuple(row[f] for f in KEY_FIELDS)]
+        if "source" in row and "target" in row:
+            keys.append(("source-target", row["model"], row["task"], str(row["source"]), str(row["target"]),
+                         row["metric"]))
+        for key in keys:
+            if key in first:
+                raise CmgError(f"{where}: results[{first[key]}] and results[{i}] are both {name}, "
+                               f"expected one row per model, task, source, target and metric")
+            first[key] = i
+    return rows
+
+
+def row_problem(row: dict[str, Any], side: str) -> str | None:
+    """Why one side's row cannot be compared: a non-finite or negative std, a value outside the metric's range."""
+    value, std = float(row["value"]), float(row.get("std", 0.0))
+    if not math.isfinite(value):
+        return f"{side} value {value} is not finite"
+    if not math.isfinite(std) or std < 0:
+        return f"{side} std {std} is not a finite number >= 0"
+    if not row.get("lower_is_better", False):
+        low, high = PERCENT
+        if not low <= value <= high:
+            return f"{side} value {value:g} is outside the metric's range {low:g}..{high:g}"
+        if std > high - low:
+            return f"{side} std {std:g} exceeds the metric's range {low:g}..{high:g}"
+    return None
+
+
+def gated_rows(document: dict[str, Any], metric: str | None = None) -> dict[GateKey, dict[str, Any]]:
     """Rows of the primary metric (or of `metric`), keyed by model, task, direction and metric."""
-    return {(r["model"], r["task"], r["direction"], r["metric"]): r for r in document["results"]
-            if (r["metric"] == metric if metric else r.get("primary"))}
+    return {tuple(r[f] for f in KEY_FIELDS): r for r in document["results"]
+            if (r["metric"] == metric if metric else r.get("primary") is True)}
+
+
+def gate_row(key: GateKey, base: dict[str, Any] | None, cur: dict[str, Any] | None, k: float,
+             floor: float) -> GateRow:
+    sides = [(name, row) for name, row in (("baseline", base), ("current", cur)) if row is not None]
+    problems = [p for p in (row_problem(row, name) for name, row in sides) if p]
+    lower = {bool(row.get("lower_is_better", False)) for _, row in sides}
+    if len(lower) > 1:
+        problems.append("baseline and current disagree on lower_is_better")
+    std = max(float(row.get("std", 0.0)) for _, row in sides)
+    allowed = max(k * std, floor)
+    if not problems and not math.isfinite(allowed):
+        problems.append(f"allowed drop {allowed} is not finite")
+    return GateRow(key, float(base["value"]) if base else None, float(cur["value"]) if cur else None, allowed,
+                   lower.pop() if len(lower) == 1 else False, problems[0] if problems else None)
 
 
 def gate(baseline: dict[str, Any], current: dict[str, Any], k: float = 3.0, floor: float = 1.0,
-         metric: str | None = None) -> list[GateRow]:
-    """Rows of both documents; a row fails when its metric drops by more than max(k * std, floor)."""
-    if metric and not any(r["metric"] == metric for r in baseline["results"] + current["results"]):
-        known = sorted({r["metric"] for r in baseline["results"] + current["results"]})
+         metric: str | None = None, names: tuple[str, str] = ("baseline", "current")) -> list[GateRow]:
+    """Rows of both documents; a row fails when its metric drops by more than max(k * std, floor), or when
+    a value, std or threshold in it is not a finite number in the metric's range (the gate fails closed)."""
+    k, floor = check_threshold("--k", k), check_threshold("--floor", floor)
+    every = checked_rows(baseline, names[0]) + checked_rows(current, names[1])
+    if metric and not any(r["metric"] == metric for r in every):
+        known = sorted({r["metric"] for r in every})
         raise CmgError(f"--metric {metric!r}: no such metric in either document (known: {', '.join(known)})")
     base_rows, current_rows = gated_rows(baseline, metric), gated_rows(current, metric)
-    rows = []
-    for key in sorted(set(base_rows) | set(current_rows)):
-        base, cur = base_rows.get(key), current_rows.get(key)
-        std = max(float((base or {}).get("std", 0.0)), float((cur or {}).get("std", 0.0)))
-        lower = bool((base or cur).get("lower_is_better", False))
-        rows.append(GateRow(key, base["value"] if base else None, cur["value"] if cur else None,
-                            max(k * std, floor), lower))
-    return rows
+    for name, document, compared in ((names[0], baseline, base_rows), (names[1], current, current_rows)):
+        compared_ids = {id(row) for row in compared.values()}
+        for i, row in enumerate(document["results"]):
+            value, std = float(row["value"]), float(row.get("std", 0.0))
+            if not (math.isfinite(value) and math.isfinite(std)) and id(row) not in compared_ids:
+                raise CmgError(f"{name}: results[{i}] ({' '.join(row[f] for f in KEY_FIELDS)}) holds value {value} "
+                               f"and std {std}, expected finite numbers (a run never writes others)")
+    if not base_rows and not current_rows:
+        raise CmgError(f"{names[0]}, {names[1]}: no {metric or 'primary-metric'} rows to compare")
+    return [gate_row(key, base_rows.get(key), current_rows.get(key), k, floor)
+            for key in sorted(set(base_rows) | set(current_rows))]
 
 
 # ------------------------------------------------------------------------------------------ rows of a run

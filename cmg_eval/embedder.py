@@ -15,7 +15,7 @@ from rich.progress import Progress
 from torch import nn
 
 from cmg_eval.cache import EmbeddingCache, cache_key
-from cmg_eval.encoders.base import MAX_TEXT_TOKENS, LoadedModel
+from cmg_eval.encoders.base import MAX_TEXT_TOKENS, LoadedModel, finite_activations
 from cmg_eval.errors import CmgError
 from cmg_eval.task import FeatureSource
 
@@ -98,6 +98,8 @@ class Embedder:
         bar = self.progress.add_task(f"encode {self.model.label} {source.modality} ({Path(source.where).name})",
                                      total=source.n_items)
         for batch in source.batches(self.batch_size):
+            with np.errstate(over="ignore"):   # what the encoders compute in, checked after the cast below
+                batch = np.asarray(batch, dtype=np.float32)
             # a float64 sum is finite exactly when every element is: one pass, no boolean array
             if not np.isfinite(batch.sum(dtype=np.float64)) and not np.isfinite(batch).all():
                 bad_items = np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(1))
@@ -107,7 +109,8 @@ class Embedder:
                                    f"(--allow-nonfinite sets them to 0)")
                 batch = np.nan_to_num(batch, nan=0.0, posinf=0.0, neginf=0.0)
                 self.masked[source.key] = self.masked.get(source.key, 0) + len(bad_items)
-            with torch.inference_mode():
+            with torch.inference_mode(), finite_activations(self.model.label, f"{source.modality} inputs of "
+                                                                              f"{source.where}"):
                 out = encoder.encode(source.modality, torch.from_numpy(np.ascontiguousarray(batch)).to(self.device),
                                      readout).cpu()
             steps = {batch.shape[1], MAX_TEXT_TOKENS} if source.modality == "text" else {batch.shape[1]}

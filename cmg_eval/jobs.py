@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cmg_eval.io import atomic_write, write_json
+from cmg_eval.io import atomic_write, folder_name, write_json
 from cmg_eval.task import Scored
 
 
@@ -38,10 +37,6 @@ def fingerprint(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.@=+-]", "_", text)
-
-
 class JobStore:
     """Finished jobs of one output folder."""
 
@@ -49,7 +44,7 @@ class JobStore:
         self.root = Path(out) / "jobs"
 
     def _paths(self, job: Job) -> tuple[Path, Path]:
-        stem = self.root / safe_name(job.model) / safe_name(job.task) / f"{job.source}_seed{job.seed}"
+        stem = self.root / folder_name(job.model) / folder_name(job.task) / f"{job.source}_seed{job.seed}"
         return stem.with_suffix(".npz"), stem.with_suffix(".json")
 
     def load(self, job: Job, expected: str) -> tuple[dict[str, Scored], float] | None:

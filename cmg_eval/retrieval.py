@@ -17,6 +17,7 @@ import numpy as np
 
 from cmg_eval.data.captions import (TOKENS_FILE, CaptionSet, CaptionTokens, ItemZips, read_token_file,
                                     tokens_from_array)
+from cmg_eval.data.clipzips import check_stem
 from cmg_eval.data.manifest import fingerprint
 from cmg_eval.encoders.base import INPUT_TAIL
 from cmg_eval.errors import CmgError
@@ -125,6 +126,8 @@ class RetrievalTask(Task):
         root = Path(data_root) / self.folder
         captions = type(self).read_captions(root / self.caption_file)
         zip_dir = root / self.zip_folder
+        for item in captions.items:
+            check_stem(self.zip_name(item), f"{root / self.caption_file}: item", zip_dir)
         zips = ItemZips([zip_dir / f"{self.zip_name(item)}.zip" for item in captions.items], captions.items,
                         INPUT_TAIL[self.item_modality])
         token_file = root / TOKENS_FILE
@@ -136,6 +139,9 @@ class RetrievalTask(Task):
     def files(self, data: RetrievalData) -> list[Path]:
         tokens = [data.token_file] if data.file_tokens is not None else []
         return [data.caption_file, *tokens, *data.zips.paths]
+
+    def feature_readers(self, data: RetrievalData) -> list:
+        return [data.zips, *([data.file_tokens] if data.file_tokens is not None else [])]
 
     def positives(self, data: RetrievalData, source: str) -> np.ndarray:
         """(queries, P) gallery indices: an item's captions, or a caption's item."""

@@ -27,14 +27,14 @@ from cmg_eval.compare import BOOTSTRAP_SEED, SIGNIFICANCE, add_interval, compare
 from cmg_eval.data.manifest import manifest, manifest_hash
 from cmg_eval.embedder import Embedder, check_device
 from cmg_eval.encoders.base import LoadedModel
-from cmg_eval.encoders.loading import load_model
+from cmg_eval.encoders.loading import check_labels, load_model, parse_ckpt_spec
 from cmg_eval.errors import CmgError
 from cmg_eval.heads import on_device
-from cmg_eval.io import atomic_write, write_json
+from cmg_eval.io import atomic_write, folder_name, writable_folder, write_json
 from cmg_eval.jobs import Job, JobStore, fingerprint
 from cmg_eval.provenance import git_commit, peak_rss_mib, versions
-from cmg_eval.report import write_tables
-from cmg_eval.settings import resolve
+from cmg_eval.report import REPORT_FILES, write_tables
+from cmg_eval.settings import HEAD_TRAINING, resolve
 from cmg_eval.task import PROTOCOLS, Scored, SourceRun, Task, direction_name
 
 SCHEMA = "cmg-eval/results/1"
@@ -97,14 +97,11 @@ def resolve_tasks(names: list[str]) -> dict[str, Task]:
 
 
 def load_models(specs: list[str], encoder: str | None) -> list[LoadedModel]:
+    """Every --ckpt's label checked (safe, distinct folders) before any checkpoint is read, then each loaded."""
     if not specs:
         raise CmgError("no --ckpt given: name at least one checkpoint")
-    models = [load_model(spec, encoder) for spec in specs]
-    labels = [m.label for m in models]
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise CmgError(f"--ckpt labels must be unique, {', '.join(duplicates)} repeats (use LABEL=PATH)")
-    return models
+    check_labels([parse_ckpt_spec(spec)[0] for spec in specs])
+    return [load_model(spec, encoder) for spec in specs]
 
 
 def model_meta(model: LoadedModel) -> dict[str, Any]:
@@ -162,13 +159,14 @@ def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> 
     if config.protocol not in PROTOCOLS:
         raise CmgError(f"unknown protocol {config.protocol!r} (known: {', '.join(PROTOCOLS)})")
     tasks = resolve_tasks(config.tasks)
-    settings = resolve({name: task.defaults for name, task in tasks.items()}, config.assignments)
+    settings = resolve({name: task.defaults for name, task in tasks.items()}, config.assignments, HEAD_TRAINING)
     n_seeds = config.seeds if config.seeds is not None else DEFAULT_SEEDS[config.protocol]
     if n_seeds < 1:
         raise CmgError(f"--seeds {n_seeds}: expected at least 1")
     seeds = [FIRST_SEED + i for i in range(n_seeds)]
     loaded = [] if models is not None else load_models(config.checkpoints, config.encoder)
     models = models if models is not None else [model_meta(m) for m in loaded]
+    check_labels([m["label"] for m in models], "models")
     datasets = {name: task.load(config.data_root) for name, task in tasks.items()}
     files = manifest([f for name, task in tasks.items() for f in task.files(datasets[name])], config.data_root)
     check_directions(config.directions, tasks)
@@ -272,21 +270,48 @@ def comparisons(plan: Plan, collected: dict[tuple[str, str, str, str], list[Scor
     return out
 
 
+def refuse_foreign_results(out: Path, plan: Plan) -> None:
+    """OUT/jobs and OUT/predictions may hold only this plan's models and their tasks: another run's folders would
+    sit beside this report. They are refused (naming the folder), never deleted: they may be hours of work."""
+    planned: dict[str, set[str]] = {folder_name(m["label"]): set() for m in plan.models}
+    for job in plan.jobs:
+        planned[folder_name(job.model)].add(folder_name(job.task))
+
+    def foreign(folder: Path, wanted: set[str]) -> list[Path]:
+        entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        return [entry for entry in entries if not entry.name.startswith(".") and entry.name not in wanted]
+
+    for part in ("jobs", "predictions"):
+        extra = foreign(out / part, set(planned))
+        extra += [task for model, tasks in planned.items() for task in foreign(out / part / model, tasks)]
+        if extra:
+            raise CmgError(f"{extra[0]}: results of another run (a model or task this run does not ask for); "
+                           f"ask for it again, choose another --out, or remove the folder")
+
+
 def write_predictions(out: Path, collected: dict[tuple[str, str, str, str], list[Scored]], plan: Plan) -> None:
+    """Per-item predictions of every row and seed; files of an earlier report in these folders (other seeds or
+    directions) are removed, since each report writes predictions/ anew from the jobs."""
     seeds_of = {name: plan.seeds if task.seeded else plan.seeds[:1] for name, task in plan.tasks.items()}
+    written: set[Path] = set()
     for (model, name, source, target), runs in collected.items():
         for seed, scored in zip(seeds_of[name], runs):
-            path = out / "predictions" / model / name / f"{direction_name(source, target).replace('->', '_to_')}_seed{seed}.npz"
+            file = f"{direction_name(source, target).replace('->', '_to_')}_seed{seed}.npz"
+            path = out / "predictions" / folder_name(model) / folder_name(name) / file
 
             def write(partial: Path, arrays=scored.predictions) -> None:
                 with open(partial, "wb") as handle:
                     np.savez(handle, **arrays)
 
-            atomic_write(path, write)
+            written.add(atomic_write(path, write))
+    for folder in {path.parent for path in written}:
+        for stale in set(folder.glob("*_to_*_seed*.npz")) - written:
+            stale.unlink()
 
 
 def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[str, Any]:
-    """The results document from the finished jobs; report files written, results.json last."""
+    """The results document from the finished jobs: predictions, then results.json, then the report files (a
+    renderer that fails is named in a one-line error, results.json stays)."""
     collected, job_seconds = collect(plan, store)
     rows = [row for key, runs in collected.items() for row in result_rows(plan, key, runs)]
     config = plan.config
@@ -303,7 +328,9 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
                          "directions": [direction_name(s, t) for s, t in task.directions],
                          "about": task.about(plan.datasets[name])} for name, task in plan.tasks.items()},
         "models": plan.models,
-        "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files)},
+        "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files),
+                 # per task: what the files do that is accepted but worth knowing (label-map differences, ...)
+                 "notes": {name: task.data_notes(plan.datasets[name]) for name, task in plan.tasks.items()}},
         "encode_mode": "eval",
         "allow_nonfinite": config.allow_nonfinite,
         "device": config.device,            # where encoders and heads ran (cpu or cuda)
@@ -317,8 +344,8 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
     document = {"meta": meta, "results": rows, "comparisons": comparisons(plan, collected, rows)}
     out = Path(config.out)
     write_predictions(out, collected, plan)
-    write_tables(out, document)
     write_json(out / "results.json", document)
+    write_tables(out, document)
     return document
 
 
@@ -332,14 +359,17 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
         shard_count: int = 1) -> dict[str, Any] | None:
     """Evaluate every checkpoint on every task (or one shard of the jobs); None for a shard."""
     started, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
-    out = Path(config.out)
-    (out / "results.json").unlink(missing_ok=True)  # a stale report must not pass for this run's
+    out = writable_folder(config.out, "--out")
+    cache = EmbeddingCache(config.cache_dir)
+    writable_folder(cache.root, "--cache-dir")
+    for name in ("results.json", *REPORT_FILES):  # a stale report must not pass for this run's
+        (out / name).unlink(missing_ok=True)
     check_device(config.device)
     plan, loaded = make_plan(config)
+    refuse_foreign_results(out, plan)
     mine = shard(plan.jobs, shard_index, shard_count)
     codebook = codebook_report(loaded, config.data_root)
     write_plan(plan, codebook)
-    cache = EmbeddingCache(config.cache_dir)
     store = JobStore(out)
     progress = progress or Progress(disable=True)
     with progress if not progress.disable else nullcontext():

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, Mapping
+import math
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
@@ -38,6 +39,35 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     raise CmgError(f"--set {where}: {value!r} is not a valid value (expected {type(default).__name__} like {default!r})")
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+Rules = dict[str, tuple[Callable[[Any], bool], str]]   # key -> (accepts the value, what is expected)
+
+# The downstream head trainer's settings (in every head-training task): values that would leave a head untrained
+# (no epoch, no step size, gradients clipped to nothing) or crash it midway are refused before any work.
+HEAD_TRAINING: Rules = {
+    "epochs": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+    "batch_size": (lambda v: isinstance(v, int) and v >= 1, "a whole number >= 1"),
+    "lr": (_positive, "a finite number > 0"),
+    "paper_lr": (_positive, "a finite number > 0"),
+    "gamma": (_positive, "a finite number > 0"),
+    "clip_grad": (_positive, "a finite number > 0"),
+    "milestones": (lambda v: isinstance(v, list) and all(isinstance(m, int) and not isinstance(m, bool) and m >= 0
+                                                          for m in v), "a list of whole numbers >= 0"),
+}
+
+
+def check_setting(key: str, value: Any, where: str, rules: Rules) -> None:
+    """Every number finite; a key with a rule within it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise CmgError(f"--set {where}: {value!r} is not a finite number")
+    rule = rules.get(key)
+    if rule is not None and not rule[0](value):
+        raise CmgError(f"--set {where}: {key} must be {rule[1]} (a head must train), got {value!r}")
+
+
 def parse_assignment(text: str) -> tuple[str | None, str, Any]:
     """`[TASK.]KEY=VALUE` -> (task or None, key, YAML-parsed value)."""
     target, sep, raw = text.partition("=")
@@ -51,8 +81,10 @@ def parse_assignment(text: str) -> tuple[str | None, str, Any]:
     return task or None, key, value
 
 
-def resolve(defaults: Mapping[str, Mapping[str, Any]], assignments: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Per-task settings: defaults overridden by assignments; an unknown key or task is an error."""
+def resolve(defaults: Mapping[str, Mapping[str, Any]], assignments: Iterable[str],
+            rules: Rules | None = None) -> dict[str, dict[str, Any]]:
+    """Per-task settings: defaults overridden by assignments; an unknown key or task, a non-finite number or a
+    value outside its rule is an error."""
     settings = {name: copy.deepcopy(dict(values)) for name, values in defaults.items()}
     for text in assignments:
         task, key, value = parse_assignment(text)
@@ -64,4 +96,5 @@ def resolve(defaults: Mapping[str, Mapping[str, Any]], assignments: Iterable[str
             raise CmgError(f"--set {text}: unknown setting {key!r} (known: {', '.join(known)})")
         for name in names:
             settings[name][key] = _coerce(value, defaults[name][key], text)
+            check_setting(key, settings[name][key], text, rules or {})
     return settings

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from cmg_eval.data.decode import Decodable
 from cmg_eval.encoders.base import SHORT
 
 PROTOCOLS = ("clean", "paper")
@@ -92,6 +93,15 @@ class Task(ABC):
 
     def about(self, data: Any) -> dict[str, Any]:
         """Facts about the loaded data the report should state (sizes, label coverage, chance levels)."""
+        return {}
+
+    def feature_readers(self, data: Any) -> list[Decodable]:
+        """The readers of every feature file the task reads, for `validate` to decode file by file."""
+        return []
+
+    def data_notes(self, data: Any) -> dict[str, Any]:
+        """What the files do that cmg-eval accepts but a user should know (`warnings`: lines such as differences
+        from a built-in label map; counts of tolerated oddities), for `validate` and `meta.data`."""
         return {}
 
     def epochs(self, job: SourceRun) -> int:

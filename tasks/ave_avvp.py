@@ -4,8 +4,9 @@ Train data: AVE features (`AVE-ECCV18-master/data/{visual,audio}_feature.h5`, re
 encoded split by split as it does, so both tasks share cache entries) with the 12-class labels
 `AVE_AVVP/ave_avvp_labels.h5` (`avadataset`, rows aligned with the AVE arrays) of the clips in
 `AVE_AVVP/ave_avvp_order.h5` (`order`). Test data: `AVE_AVVP/AVE_AVVP_eval_{audio,visual}_checked_combined.csv`
-with the AVVP feature zips. Class list `AVE_AVVP/AVE_AVVP_Categories.txt`, checked against the versioned
-`ave_avvp` label map, which also gives the coverage the report states.
+with the AVVP feature zips. Class list `AVE_AVVP/AVE_AVVP_Categories.txt`: line i names label column i (12 lines
+in the paper), as the reference pairs them; the versioned `ave_avvp` label map only names the AVE side in
+reports, and its differences from the list are reported, never refused.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from cmg_eval.data.h5 import H5Array
 from cmg_eval.errors import CmgError
 from cmg_eval.registry import register_task
 from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
-from tasks.ave import Ave, AveData, read_order
-from tasks.avvp import N_CLASSES as N_AVVP_CLASSES
+from tasks.ave import Ave, AveData, check_segment_labels, read_order
 from tasks.avvp import (LOCALIZATION_DEFAULTS, LOCALIZATION_METRICS, STREAMS, Stream, detect, fit_paper,
-                        fit_selected, load_stream, localization_scored, rescore_localization, stream_files)
+                        fit_selected, load_stream, localization_scored, rescore_localization, stream_files,
+                        stream_notes)
 
-N_CLASSES = 12
 STEPS = 10
 N_AVE_CLASSES = 28
 SELECTION_FOLDS = 5  # one fold of five (20%) of the AVE clips selects the epoch
@@ -66,14 +66,6 @@ class AveAvvpData:
         return np.stack([encoded[split][row] for split, row in (where[clip] for clip in self.order.tolist())])
 
 
-def check_classes(classes: list[str], label_map: LabelMap, path: Path) -> None:
-    """Every class of the list must be a target class of the label map."""
-    unmapped = [c for c in classes if c not in label_map.backward()]
-    if unmapped:
-        raise CmgError(f"{path}: class {unmapped[0]!r} has no AVE class in label map {label_map.label} "
-                       f"({label_map.path}), expected only mapped classes")
-
-
 @register_task("ave_avvp")
 class AveAvvp(Task):
     """A localization head trained on AVE (12 shared classes), scored on AVVP clips of another modality."""
@@ -88,12 +80,11 @@ class AveAvvp(Task):
     def load(self, data_root: Path) -> AveAvvpData:
         data_root = Path(data_root)
         root = data_root / "AVE_AVVP"
-        classes = read_class_list(root / "AVE_AVVP_Categories.txt", N_CLASSES, "AVE->AVVP")
-        label_map = read_label_map("ave_avvp")
-        check_classes(classes, label_map, root / "AVE_AVVP_Categories.txt")
+        classes = read_class_list(root / "AVE_AVVP_Categories.txt", "AVE->AVVP")
         ave = Ave().load(data_root)
-        labels_file = H5Array(root / "ave_avvp_labels.h5", "avadataset", (STEPS, N_CLASSES + 1),
-                              what="AVE segment labels over the AVE->AVVP classes")
+        labels_file = H5Array(root / "ave_avvp_labels.h5", "avadataset", (STEPS, len(classes) + 1),
+                              what=f"AVE segment labels: one column per line of AVE_AVVP_Categories.txt "
+                                   f"({len(classes)}), then background")
         n_clips = len(ave.features["video"])
         if len(labels_file) != n_clips:
             raise CmgError(f"{labels_file.path}: {len(labels_file)} clips, expected {n_clips} as in "
@@ -101,30 +92,39 @@ class AveAvvp(Task):
         order = read_order(root / "ave_avvp_order.h5", n_clips)
         labels = labels_file.read_rows(order)
         labels_file.close()
-        clip_class = labels[:, :, :N_CLASSES].max(1).argmax(1)
+        check_segment_labels(labels, labels_file.path, len(classes), False, "segment labels", clips=order)
+        clip_class = labels[:, :, :-1].max(1).argmax(1)
         selection = assign_folds([str(i) for i in order], SELECTION_FOLDS, "ave_avvp", clip_class) == 0
         streams = {m: load_stream(root / f"AVE_AVVP_eval_{stream}_checked_combined.csv", classes,
                                   data_root / "AVVP" / "feature", m) for m, stream in STREAMS.items()}
-        return AveAvvpData(root, classes, ave, order, labels, selection, streams, label_map, N_AVE_CLASSES)
+        return AveAvvpData(root, classes, ave, order, labels, selection, streams, read_label_map("ave_avvp"),
+                           N_AVE_CLASSES)
 
     def files(self, data: AveAvvpData) -> list[Path]:
         return [data.root / "AVE_AVVP_Categories.txt", data.root / "ave_avvp_labels.h5", data.root / "ave_avvp_order.h5",
                 *Ave().files(data.ave), data.label_map.path, *stream_files(data.streams)]
 
+    def feature_readers(self, data: AveAvvpData) -> list:
+        return [*Ave().feature_readers(data.ave), *(s.zips for s in data.streams.values())]
+
+    def data_notes(self, data: AveAvvpData) -> dict:
+        where = data.root / "AVE_AVVP_Categories.txt"
+        warnings = [f"{where}: {note}" for note in data.label_map.target_differences(data.classes, where.name)]
+        return {"warnings": warnings, **stream_notes(data.streams)}
+
     def about(self, data: AveAvvpData) -> dict:
-        """Coverage of the label map: classes kept, clips per mapped class on both sides."""
+        """Classes kept and clips per class on both sides (AVE names from the label map where it has them)."""
         ave_name = data.label_map.backward()
-        ave_clips_any = data.labels[:, :, :N_CLASSES].max((1, 2))
-        ave_clips = data.labels[:, :, :N_CLASSES].max(1).sum(0)
-        stream_clips = {STREAMS[m]: s.table.labels[:, :, :N_CLASSES].max(1).sum(0) for m, s in data.streams.items()}
+        ave_clips_any = data.labels[:, :, :-1].max((1, 2))
+        ave_clips = data.labels[:, :, :-1].max(1).sum(0)
+        stream_clips = {STREAMS[m]: s.table.labels[:, :, :-1].max(1).sum(0) for m, s in data.streams.items()}
         return {"label_map": data.label_map.label,
-                "classes_kept": f"{len(data.classes)} of {data.ave_classes} AVE, {len(data.classes)} of "
-                                f"{N_AVVP_CLASSES} AVVP",
+                "classes_kept": f"{len(data.classes)} (lines of AVE_AVVP_Categories.txt) of {data.ave_classes} AVE",
                 "ave_clips": len(data.order), "ave_clips_background_only": int((ave_clips_any == 0).sum()),
                 "selection_clips": int(data.selection.sum()),
                 "avvp_clips": {STREAMS[m]: len(s.table.names) for m, s in data.streams.items()},
-                "clips_per_class": {f"{c} ({ave_name[c]})": {"ave": int(ave_clips[i]),
-                                                              **{k: int(v[i]) for k, v in stream_clips.items()}}
+                "clips_per_class": {(f"{c} ({ave_name[c]})" if c in ave_name else c):
+                                    {"ave": int(ave_clips[i]), **{k: int(v[i]) for k, v in stream_clips.items()}}
                                     for i, c in enumerate(data.classes)}}
 
     def epochs(self, job: SourceRun) -> int:

@@ -1,6 +1,7 @@
 """AVVP cross-modal segment-level event localization (reference-protocol.md 3.2), the whole task in one file.
 
-Data: `AVVP/data/AVVP_Categories.txt` (25 names), `AVVP/data/AVVP_eval_{audio,visual}_checked_combined.csv`
+Data: `AVVP/data/AVVP_Categories.txt` (class i = line i; 25 lines in the release),
+`AVVP/data/AVVP_eval_{audio,visual}_checked_combined.csv`
 (tab-separated, one row per clip) and `AVVP/feature/{audio,video}/zip/<11-char id>.zip`. Train and test are
 the same clips with per-modality labels, so the clean protocol cross-fits 5 clip folds. Head: the
 reference `Semantic_Decoder_AVVP` (per segment Linear D->D, Linear D->26). The localization machinery
@@ -9,7 +10,6 @@ here (loss, selection, paper loop, scoring) is shared with `ave_avvp`.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from cmg_eval.data.annotations import EventTable, assign_folds, read_class_list, read_event_csv
+from cmg_eval.data.annotations import EventTable, assign_folds_multilabel, read_class_list, read_event_csv
 from cmg_eval.data.clipzips import ClipZips
 from cmg_eval.errors import CmgError
-from cmg_eval.heads import SegmentDecoder, predict, seeded_head, train
+from cmg_eval.heads import CLEAN_TRAINING, SegmentDecoder, clean_head, fit_clean, predict, seeded_head, train
 from cmg_eval.metrics import clip_counts, scores_from_counts
 from cmg_eval.registry import register_task
 from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
 
-N_CLASSES = 25
+N_CLASSES = 25  # AVVP_Categories.txt of the release; the task takes its classes from the file
 STEPS = 10
 N_FOLDS = 5
 STREAMS = {"audio": "audio", "video": "visual"}         # modality -> annotation stream
@@ -37,7 +37,7 @@ LOCALIZATION_METRICS = ("seg_f1", "seg_precision", "seg_recall", "seg_f1_bg", "e
 # the clean protocol's learning rate: the reference's 4e-4 (`paper_lr`, used by the paper protocol) moves a BCE
 # head too little in 10 epochs of 2-10 batches to learn per-class thresholds on small sets.
 LOCALIZATION_DEFAULTS = {"epochs": 50, "batch_size": 80, "lr": 1e-2, "paper_lr": 4e-4, "milestones": [10, 20, 30],
-                         "gamma": 0.5, "clip_grad": 0.5}
+                         "gamma": 0.5, "clip_grad": 0.5, **CLEAN_TRAINING}
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -66,8 +66,23 @@ def load_stream(csv_path: Path, classes: list[str], feature_root: Path, modality
     return Stream(table, zips)
 
 
+def stream_notes(streams: dict[str, Stream]) -> dict:
+    """Rows per annotation stream holding a zero-length event (onset == offset: it labels no segment)."""
+    return {"zero_length_event_rows": {STREAMS[m]: s.table.zero_length_rows for m, s in streams.items()}}
+
+
 def stream_files(streams: dict[str, Stream]) -> list[Path]:
     return [path for s in streams.values() for path in (s.table.path, *s.zips.paths())]
+
+
+def clip_classes(streams: dict[str, Stream]) -> tuple[list[str], np.ndarray]:
+    """The clips of all streams (sorted) and the classes each has in any stream, (clips, classes) boolean."""
+    present: dict[str, np.ndarray] = {}
+    for stream in streams.values():
+        for name, labels in zip(stream.table.names, stream.table.labels[..., :-1].max(1) > 0):
+            present[name] = present.get(name, np.zeros(len(labels), bool)) | labels
+    clips = sorted(present)
+    return clips, np.array([present[c] for c in clips])
 
 
 @dataclass
@@ -125,21 +140,14 @@ def rescore_localization(predictions: dict[str, np.ndarray]) -> dict[str, float]
 
 def fit_selected(job: SourceRun, x_train: np.ndarray, y_train: np.ndarray, x_select: np.ndarray,
                  y_select: np.ndarray, epochs: int) -> nn.Module:
-    """Clean protocol: BCE, keep the epoch with the best seg_f1 on held-out source data (ties: earlier)."""
-    head = segment_head(x_train, y_train.shape[-1], job.seed)
-    best = {"f1": -1.0, "state": None}
+    """Clean protocol: BCE, keep the epoch with the best seg_f1 on held-out source data (ties: lower BCE there)."""
+    head = clean_head(lambda: SegmentDecoder(x_train.shape[-1], y_train.shape[-1]), job.seed, x_train, job.settings)
+    return fit_clean(head, x_train, y_train, x_select, y_select, bce_loss, segment_f1, job.settings, job.seed, epochs,
+                     job.on_epoch)
 
-    def select(epoch: int, model: nn.Module) -> None:
-        counts = clip_counts(y_select > 0.5, detect(model, x_select), events=False)
-        f1 = scores_from_counts(counts)["seg_f1"]
-        if f1 > best["f1"]:
-            best.update(f1=f1, state=copy.deepcopy(model.state_dict()))
-        job.on_epoch()
 
-    train(head, x_train, y_train, bce_loss, job.settings, job.seed, select, epochs=epochs)
-    if best["state"] is not None:
-        head.load_state_dict(best["state"])
-    return head
+def segment_f1(logits: np.ndarray, targets: np.ndarray) -> float:
+    return scores_from_counts(clip_counts(targets > 0.5, logits > 0, events=False))["seg_f1"]
 
 
 def paper_settings(job: SourceRun) -> dict:
@@ -193,17 +201,25 @@ class Avvp(Task):
 
     def load(self, data_root: Path) -> AvvpData:
         root = Path(data_root) / "AVVP"
-        classes = read_class_list(root / "data" / "AVVP_Categories.txt", N_CLASSES, "AVVP")
+        classes = read_class_list(root / "data" / "AVVP_Categories.txt", "AVVP")
         streams = {m: load_stream(root / "data" / f"AVVP_eval_{stream}_checked_combined.csv", classes,
                                   root / "feature", m) for m, stream in STREAMS.items()}
         # folds over the union of clips, so a clip sits in the same fold in both streams
-        clips = sorted({name for s in streams.values() for name in s.table.names})
-        fold_of = dict(zip(clips, assign_folds(clips, N_FOLDS, "avvp").tolist()))
+        # and stratified by class, so no class is missing from the folds a head is fitted on (unstratified, the
+        # 8 clips of a class in a 100-clip folder could fall into two folds and never be learned)
+        clips, present = clip_classes(streams)
+        fold_of = dict(zip(clips, assign_folds_multilabel(clips, present, N_FOLDS, "avvp").tolist()))
         folds = {m: np.array([fold_of[n] for n in s.table.names], np.int64) for m, s in streams.items()}
         return AvvpData(root, classes, streams, folds)
 
     def files(self, data: AvvpData) -> list[Path]:
         return [data.root / "data" / "AVVP_Categories.txt", *stream_files(data.streams)]
+
+    def feature_readers(self, data: AvvpData) -> list:
+        return [s.zips for s in data.streams.values()]
+
+    def data_notes(self, data: AvvpData) -> dict:
+        return stream_notes(data.streams)
 
     def about(self, data: AvvpData) -> dict:
         names = {m: set(s.table.names) for m, s in data.streams.items()}

@@ -1,15 +1,16 @@
 """UCF101 (video) <-> VGGSound-AVEL40k (audio) cross-dataset classification (reference-protocol.md 3.4).
 
 Data under `feature_extractor/feature_extractor/`: `ucf2vggsound.csv` (`category, video_id`),
-`vggsound2ucf.csv` (`category, video_id, split`; split ignored, as the reference), and the 16-name lists
-`UCF101sameVGGSound.txt` / `VGGSoundsameUCF101.txt`, index-aligned as the versioned `ucf_vgg` label map says.
+`vggsound2ucf.csv` (`category, video_id`; its `split` column, if any, is ignored, as the reference), and the
+class lists `UCF101sameVGGSound.txt` / `VGGSoundsameUCF101.txt` (16 lines in the paper), paired by line
+position as the reference pairs them; the versioned `ucf_vgg` label map only names classes, and its
+differences from the lists are reported, never refused.
 Features: `UCF101/feature/video/zip/<video_id>.zip` and `vggsound40k/feature/audio/zip/<video_id>.zip`, padded
 by repeating the last step or truncated to 10. Head: the reference `Semantic_Decoder` (the AVE head).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +21,12 @@ from cmg_eval.data.annotations import (ClipTable, LabelMap, assign_folds, read_c
                                        read_label_map)
 from cmg_eval.data.clipzips import ClipZips
 from cmg_eval.errors import CmgError
-from cmg_eval.heads import SemanticDecoder, predict, seeded_head, train
+from cmg_eval.heads import (CLEAN_TRAINING, SemanticDecoder, accuracy, clean_head, fit_clean, predict, seeded_head,
+                            train)
 from cmg_eval.metrics import classification
 from cmg_eval.registry import register_task
 from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
 
-N_CLASSES = 16
 STEPS = 10
 N_FOLDS = 5
 TEST_FOLD, SELECTION_FOLD = 0, 1   # same-modality rows score fold 0; fold 1 selects; the rest trains
@@ -34,7 +35,7 @@ LISTS = Path("feature_extractor") / "feature_extractor"
 DATASETS = {
     "video": ("UCF101", "ucf2vggsound.csv", ("category", "video_id"), "UCF101sameVGGSound.txt",
               Path("UCF101") / "feature" / "video" / "zip", (7, 7, 512)),
-    "audio": ("VGGSound", "vggsound2ucf.csv", ("category", "video_id", "split"), "VGGSoundsameUCF101.txt",
+    "audio": ("VGGSound", "vggsound2ucf.csv", ("category", "video_id"), "VGGSoundsameUCF101.txt",
               Path("vggsound40k") / "feature" / "audio" / "zip", (128,)),
 }
 
@@ -58,20 +59,22 @@ class Dataset:
 @dataclass
 class UcfVggData:
     root: Path
-    classes: dict[str, list[str]]   # modality -> class list
+    classes: dict[str, list[str]]   # modality -> class list (line i of both lists is class i)
     datasets: dict[str, Dataset]    # modality -> dataset
     label_map: LabelMap
 
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes["video"])
 
-def check_alignment(ucf: list[str], vgg: list[str], label_map: LabelMap, lists: Path) -> None:
-    """Line i of the two lists must be a pair of the label map (the reference shares one 16-way head)."""
-    partner = label_map.forward()
-    for line, (ucf_name, vgg_name) in enumerate(zip(ucf, vgg), start=1):
-        if partner.get(ucf_name) != vgg_name:
-            expected = f"{partner[ucf_name]!r}" if ucf_name in partner else "nothing (not in the map)"
-            raise CmgError(f"{lists / DATASETS['audio'][3]}: line {line} is {vgg_name!r}, but label map {label_map.label} "
-                           f"pairs line {line} of {DATASETS['video'][3]} ({ucf_name!r}) with {expected}; "
-                           f"expected index-aligned lists")
+
+def read_paired_lists(lists: Path) -> dict[str, list[str]]:
+    """Both class lists; line i of one pairs with line i of the other, so their lengths must agree."""
+    classes = {m: read_class_list(lists / spec[3], spec[0]) for m, spec in DATASETS.items()}
+    if len(classes["video"]) != len(classes["audio"]):
+        raise CmgError(f"{lists / DATASETS['audio'][3]}: {len(classes['audio'])} classes, but "
+                       f"{DATASETS['video'][3]} has {len(classes['video'])}; expected lists paired line by line")
+    return classes
 
 
 def load_dataset(root: Path, modality: str, classes: list[str]) -> Dataset:
@@ -94,28 +97,34 @@ class UcfVgg(Task):
     # The reference's head training (NEU launcher: 30 epochs), except the clean protocol's learning rate:
     # 4e-4 (`paper_lr`, used by the paper protocol) leaves the head under-trained on a few batches per epoch.
     defaults = {"epochs": 30, "batch_size": 80, "lr": 2e-3, "paper_lr": 4e-4, "milestones": [10, 20, 30],
-                "gamma": 0.5, "clip_grad": 0.5}
+                "gamma": 0.5, "clip_grad": 0.5, **CLEAN_TRAINING}
 
     def load(self, data_root: Path) -> UcfVggData:
         root = Path(data_root)
-        classes = {m: read_class_list(root / LISTS / spec[3], N_CLASSES, spec[0]) for m, spec in DATASETS.items()}
-        label_map = read_label_map("ucf_vgg")
-        check_alignment(classes["video"], classes["audio"], label_map, root / LISTS)
+        classes = read_paired_lists(root / LISTS)
         datasets = {m: load_dataset(root, m, classes[m]) for m in DATASETS}
-        return UcfVggData(root, classes, datasets, label_map)
+        return UcfVggData(root, classes, datasets, read_label_map("ucf_vgg"))
 
     def files(self, data: UcfVggData) -> list[Path]:
         lists = [data.root / LISTS / spec[3] for spec in DATASETS.values()]
         return [*lists, data.label_map.path, *(p for d in data.datasets.values() for p in (d.table.path, *d.zips.paths()))]
 
+    def feature_readers(self, data: UcfVggData) -> list:
+        return [d.zips for d in data.datasets.values()]
+
+    def data_notes(self, data: UcfVggData) -> dict:
+        pairs = list(zip(data.classes["video"], data.classes["audio"]))
+        lists = f"{DATASETS['video'][3]} / {DATASETS['audio'][3]}"
+        return {"warnings": [f"{data.root / LISTS}: {note}" for note in data.label_map.pair_differences(pairs, lists)]}
+
     def about(self, data: UcfVggData) -> dict:
-        """Coverage of the label map: classes kept and clips per mapped class in each dataset."""
-        counts = {m: np.bincount(d.table.labels, minlength=N_CLASSES) for m, d in data.datasets.items()}
-        return {"label_map": data.label_map.label, "classes_kept": len(data.label_map.pairs),
+        """Classes paired and clips per class in each dataset."""
+        counts = {m: np.bincount(d.table.labels, minlength=data.n_classes) for m, d in data.datasets.items()}
+        return {"label_map": data.label_map.label, "classes_kept": data.n_classes,
                 "clips": {d.name: len(d.table.ids) for d in data.datasets.values()},
                 "clips_per_class": {f"{u} / {v}": {"UCF101": int(counts["video"][i]), "VGGSound": int(counts["audio"][i])}
                                     for i, (u, v) in enumerate(zip(data.classes["video"], data.classes["audio"]))},
-                "chance_accuracy": round(100 / N_CLASSES, 2)}
+                "chance_accuracy": round(100 / data.n_classes, 2)}
 
     def epochs(self, job: SourceRun) -> int:
         if job.protocol == "paper":
@@ -123,11 +132,12 @@ class UcfVgg(Task):
         return int(job.settings["epochs"])
 
     def rescore(self, data: UcfVggData, predictions: dict[str, np.ndarray]) -> dict[str, float]:
-        return classification(predictions["y_true"], predictions["y_pred"], N_CLASSES)
+        return classification(predictions["y_true"], predictions["y_pred"], data.n_classes)
 
-    def _score(self, head: nn.Module, inputs: np.ndarray, labels: np.ndarray, items: np.ndarray) -> Scored:
+    def _score(self, data: UcfVggData, head: nn.Module, inputs: np.ndarray, labels: np.ndarray,
+               items: np.ndarray) -> Scored:
         predictions = {"item": items, "y_true": labels[items], "y_pred": predict(head, inputs[items]).argmax(axis=1)}
-        return Scored(classification(predictions["y_true"], predictions["y_pred"], N_CLASSES), len(items), predictions)
+        return Scored(self.rescore(data, predictions), len(items), predictions)
 
     def run_source(self, job: SourceRun) -> dict[str, Scored]:
         data: UcfVggData = job.data
@@ -137,28 +147,19 @@ class UcfVgg(Task):
         return self._run_clean(job, data, inputs)
 
     def _run_clean(self, job: SourceRun, data: UcfVggData, inputs: dict[str, np.ndarray]) -> dict[str, Scored]:
-        """Train on three source folds, keep the epoch with the best accuracy on the selection fold; score the
+        """Train on three source folds, keep the epoch with the best accuracy on the selection fold (ties: lower
+        loss there); score the
         whole other dataset, or the held-out test fold of the source dataset for the same-modality row."""
         source = data.datasets[job.source]
         fit, select = source.folds > SELECTION_FOLD, source.folds == SELECTION_FOLD
         if not fit.any() or not select.any():
             raise CmgError(f"{source.table.path}: {len(source.folds)} clips are too few for {N_FOLDS} folds")
         x, y = inputs[job.source], source.table.labels
-        head = seeded_head(lambda: SemanticDecoder(x.shape[-1], N_CLASSES), job.seed)
-        best = {"accuracy": -1.0, "state": None}
-
-        def choose(epoch: int, model: nn.Module) -> None:
-            accuracy = float((predict(model, x[select]).argmax(axis=1) == y[select]).mean())
-            if accuracy > best["accuracy"]:  # ties keep the earlier epoch
-                best.update(accuracy=accuracy, state=copy.deepcopy(model.state_dict()))
-            job.on_epoch()
-
-        train(head, x[fit], y[fit], nn.functional.cross_entropy, job.settings, job.seed, choose,
-              epochs=int(job.settings["epochs"]))
-        if best["state"] is not None:
-            head.load_state_dict(best["state"])
-        return {t: self._score(head, inputs[t], data.datasets[t].table.labels, self._scored_rows(data, job.source, t))
-                for t in job.targets}
+        head = clean_head(lambda: SemanticDecoder(x.shape[-1], data.n_classes), job.seed, x[fit], job.settings)
+        head = fit_clean(head, x[fit], y[fit], x[select], y[select], nn.functional.cross_entropy, accuracy,
+                         job.settings, job.seed, int(job.settings["epochs"]), job.on_epoch)
+        return {t: self._score(data, head, inputs[t], data.datasets[t].table.labels,
+                               self._scored_rows(data, job.source, t)) for t in job.targets}
 
     @staticmethod
     def _scored_rows(data: UcfVggData, source: str, target: str) -> np.ndarray:
@@ -169,13 +170,13 @@ class UcfVgg(Task):
         """The reference: train on every source clip, score every target clip each epoch (the source's own
         clips for the same-modality row), keep each target's best-accuracy epoch."""
         x, y = inputs[job.source], data.datasets[job.source].table.labels
-        head = seeded_head(lambda: SemanticDecoder(x.shape[-1], N_CLASSES), job.seed)
+        head = seeded_head(lambda: SemanticDecoder(x.shape[-1], data.n_classes), job.seed)
         best: dict[str, Scored] = {}
 
         def score_all(epoch: int, model: nn.Module) -> None:
             for target in job.targets:
                 labels = data.datasets[target].table.labels
-                scored = self._score(model, inputs[target], labels, np.arange(len(labels)))
+                scored = self._score(data, model, inputs[target], labels, np.arange(len(labels)))
                 if target not in best or scored.metrics["accuracy"] > best[target].metrics["accuracy"]:
                     best[target] = scored
             job.on_epoch()

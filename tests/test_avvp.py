@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import tasks.avvp as avvp_module
-from cmg_eval.data.annotations import assign_folds, read_class_list, read_event_csv, read_label_map
+from cmg_eval.data.annotations import (assign_folds, assign_folds_multilabel, read_class_list, read_event_csv,
+                                       read_label_map)
 from cmg_eval.data.zipfeat import read_feature_zip
 from cmg_eval.errors import CmgError
 from cmg_eval.heads import SegmentDecoder, train
@@ -52,7 +53,7 @@ def test_combined_rows_become_segment_labels(tmp_path):
     ("filename,onset,offset,event_labels\nx,1,2,Dog\n", "expected tab-separated columns filename, onset, offset"),
     (HEADER + "abcdefghijk_0_10\t0,5\t1\tDog,Dog\n", "line 2: onset, offset and event_labels hold 2/1/2 items"),
     (HEADER + "abcdefghijk_0_10\t0\t1\tCat\n", "line 2: event label 'Cat' is not in the class list"),
-    (HEADER + "abcdefghijk_0_10\t4\t4\tDog\n", "line 2: event 4-4, expected 0 <= onset < offset <= 10"),
+    (HEADER + "abcdefghijk_0_10\t5\t4\tDog\n", "line 2: event 5-4, expected 0 <= onset <= offset <= 10"),
     (HEADER + "abcdefghijk_0_10\t0\t11\tDog\n", "line 2: event 0-11"),
     (HEADER + "abcdefghijk_0_10\t0.5\t2\tDog\n", "line 2: onset '0.5' is not a whole second"),
     (HEADER + "abcdefghijk_0_10\t0\t2\n", "line 2 has 3 fields, expected 4"),
@@ -66,14 +67,28 @@ def test_bad_event_csv_is_one_line_naming_file_and_line(tmp_path, text, expected
     assert expected in str(error.value) and "\n" not in str(error.value)
 
 
-def test_class_lists_need_the_exact_count_and_distinct_names(tmp_path):
-    assert read_class_list(write(tmp_path / "c.txt", "A\nB\n\n"), 2, "x") == ["A", "B"]
-    with pytest.raises(CmgError, match="c.txt: 2 lines, expected 25 AVVP class names"):
-        read_class_list(tmp_path / "c.txt", 25, "AVVP")
+def test_zero_length_events_cover_no_segment_and_are_counted(tmp_path):
+    """onset == offset: the reference's label[onset:offset] slice is empty; the row still counts as annotated."""
+    csv = write(tmp_path / "z.csv", HEADER + "abcdefghijk_0_10\t2,4\t5,4\tDog,Speech\n"
+                                             "bbcdefghijk_0_10\t10\t10\tDog\n"
+                                             "cbcdefghijk_0_10\t0\t1\tDog\n")
+    table = read_event_csv(csv, CLASSES)
+    assert table.zero_length_rows == 2
+    assert table.labels[0][:, 2].tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 0, 0] and table.labels[0][:, 0].sum() == 0
+    assert table.labels[1][:, 3].tolist() == [1] * 10   # only a zero-length event: background throughout
+
+
+def test_class_lists_pair_by_line_and_refuse_only_what_cannot_be_paired(tmp_path):
+    assert read_class_list(write(tmp_path / "c.txt", "A\r\nB, b\r\n\r\n"), "x") == ["A", "B, b"]
+    assert read_class_list(write(tmp_path / "bom.txt", "\ufeffA\nB\n"), "x") == ["A", "B"]
     with pytest.raises(CmgError, match="listed twice"):
-        read_class_list(write(tmp_path / "d.txt", "A\nA\n"), 2, "x")
+        read_class_list(write(tmp_path / "d.txt", "A\nA\n"), "x")
+    with pytest.raises(CmgError, match="f.txt: no class names"):
+        read_class_list(write(tmp_path / "f.txt", "\n\n"), "x")
+    with pytest.raises(CmgError, match="g.txt: line 2 is blank"):
+        read_class_list(write(tmp_path / "g.txt", "A\n\nB\n"), "x")
     with pytest.raises(CmgError, match="e.txt: missing file"):
-        read_class_list(tmp_path / "e.txt", 2, "x")
+        read_class_list(tmp_path / "e.txt", "x")
 
 
 def test_folds_are_keyed_balanced_and_stratified():
@@ -87,6 +102,19 @@ def test_folds_are_keyed_balanced_and_stratified():
     np.testing.assert_array_equal(assign_folds(keys[::-1], 5, "salt", strata[::-1]), folds[::-1])  # order-free
     assert not np.array_equal(assign_folds(keys, 5, "other", strata), folds)
     assert assign_folds(["a", "b", "a"], 2, "s").tolist()[0] == assign_folds(["a", "b", "a"], 2, "s").tolist()[2]
+
+
+def test_multilabel_folds_spread_every_class_and_depend_on_the_keys_only():
+    rng = np.random.default_rng(0)
+    labels = np.zeros((100, 25), bool)
+    for row in labels:
+        row[rng.choice(25, rng.integers(1, 4), replace=False)] = True
+    keys = [f"clip{i}" for i in range(100)]
+    folds = assign_folds_multilabel(keys, labels, 5, "salt")
+    assert np.abs(np.bincount(folds, minlength=5) - 20).max() <= 3
+    for cls in np.flatnonzero(labels.sum(0) >= 5):
+        assert len(set(folds[labels[:, cls]])) >= 4, cls   # no class is left to one or two folds
+    np.testing.assert_array_equal(assign_folds_multilabel(keys[::-1], labels[::-1], 5, "salt"), folds[::-1])
 
 
 # ------------------------------------------------------------------------------------------ synthetic data
@@ -123,13 +151,26 @@ def test_synthetic_ave_avvp_aligns_with_ave_and_the_label_map(tiny_data):
     assert all(len(s.table.names) >= 80 for s in data.streams.values())
 
 
-def test_ave_avvp_refuses_a_class_outside_the_label_map(micro_clip_data, tmp_path):
+def test_ave_avvp_pairs_classes_by_position_and_lists_label_map_differences(micro_clip_data, tmp_path):
+    """A list naming a class the built-in map lacks reads (line i names label column i); the map's differences
+    are warnings. A list whose length does not match the label columns cannot be paired and is refused."""
     root = tmp_path / "data"
     for part in ("AVE_AVVP", "AVE-ECCV18-master", "AVVP"):
         shutil.copytree(micro_clip_data / part, root / part)
     categories = root / "AVE_AVVP" / "AVE_AVVP_Categories.txt"
-    categories.write_text(categories.read_text().replace("Dog\n", "Speech\n"))
-    with pytest.raises(CmgError, match="class 'Speech' has no AVE class in label map ave_avvp v1"):
+    original = categories.read_text()
+    categories.write_text(original.replace("Dog\n", "Speech\n"))
+    for stream in ("audio", "visual"):
+        csv = root / "AVE_AVVP" / f"AVE_AVVP_eval_{stream}_checked_combined.csv"
+        csv.write_text(csv.read_text().replace("Dog", "Speech"))
+    data = AveAvvp().load(root)
+    assert data.classes[original.splitlines().index("Dog")] == "Speech"
+    warnings = AveAvvp().data_notes(data)["warnings"]
+    assert any("AVVP class 'Speech' has no AVE class in label map ave_avvp v1" in w for w in warnings)
+    assert any("label map ave_avvp v1 class 'Dog' (AVE 'Bark') is not in AVE_AVVP_Categories.txt" in w for w in warnings)
+    categories.write_text(original + "Speech\n")
+    with pytest.raises(CmgError, match="ave_avvp_labels.h5: dataset 'avadataset' has shape .* one column per line "
+                                       "of AVE_AVVP_Categories.txt \\(13\\)"):
         AveAvvp().load(root)
 
 

@@ -2,9 +2,14 @@
 
 import copy
 import json
+import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from cmg_eval.compare import bootstrap_interval, gate, mcnemar_p, paired_bootstrap, paired_permutation_p
@@ -140,3 +145,126 @@ def test_oracle_baseline_against_random_run_fails(two_runs, random_dcid, micro_d
     gated = cli("compare", tmp_path / "base.json", tmp_path / "rand" / "results.json")
     assert gated.exit_code == 1
     assert "rows regressed or are missing: model ave" in gated.output and "model ave A->V" in gated.output
+
+
+# ------------------------------------------------------------------------------------------ a gate that fails closed
+
+GATE_METRICS = {"accuracy": False, "macro_f1": False, "medr": True}   # metric -> lower_is_better
+
+
+@st.composite
+def gate_documents(draw):
+    """A valid results document: unique rows, finite values in range, one primary metric per task."""
+    keys = draw(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(["ave", "avvp"]),
+                                   st.sampled_from(["V->A", "A->V", "A->A"]), st.sampled_from(sorted(GATE_METRICS))),
+                         min_size=1, max_size=12, unique=True))
+    primary = {"ave": "accuracy", "avvp": draw(st.sampled_from(["macro_f1", "medr"]))}
+    rows = []
+    for model, task, direction, metric in keys:
+        lower = GATE_METRICS[metric]
+        value = draw(st.floats(1, 40) if lower else st.floats(0, 100))
+        rows.append({"model": model, "task": task, "direction": direction, "source": direction[0],
+                     "target": direction[-1], "metric": metric, "value": value, "std": draw(st.floats(0, 5)),
+                     "n_items": 50, "primary": metric == primary[task], "lower_is_better": lower})
+    if not any(r["primary"] for r in rows):
+        rows[0]["primary"] = True
+    return {"meta": {}, "results": rows}
+
+
+@st.composite
+def poisoned(draw):
+    """A document pair that passes the gate, then one injection: NaN or inf in any value or std of either
+    side, a duplicated row (same or another value), or a non-finite or negative --k / --floor."""
+    clean = draw(gate_documents())
+    base, current = copy.deepcopy(clean), copy.deepcopy(clean)
+    options = {"k": "3", "floor": "1"}
+    kind = draw(st.sampled_from(["number", "duplicate", "threshold"]))
+    if kind == "threshold":
+        options[draw(st.sampled_from(["k", "floor"]))] = draw(st.sampled_from(["nan", "inf", "-inf", "-1"]))
+    else:
+        document = draw(st.sampled_from([base, current]))
+        row = draw(st.sampled_from(document["results"]))
+        if kind == "number":
+            row[draw(st.sampled_from(["value", "std"]))] = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
+        else:
+            twin = {**row, "value": draw(st.sampled_from([row["value"], 0.0, 100.0]))}
+            document["results"].insert(draw(st.integers(0, len(document["results"]))), twin)
+    return clean, base, current, options
+
+
+def write_pair(folder, base, current):
+    (folder / "base.json").write_text(json.dumps(base))
+    (folder / "current.json").write_text(json.dumps(current))
+    return folder / "base.json", folder / "current.json"
+
+
+@settings(max_examples=150, deadline=None)
+@given(poisoned())
+def test_compare_never_passes_a_poisoned_document(case):
+    clean, base, current, options = case
+    with tempfile.TemporaryDirectory() as scratch:
+        assert cli("compare", *write_pair(Path(scratch), clean, clean)).exit_code == 0   # passes before the injection
+        paths = write_pair(Path(scratch), base, current)
+        result = cli("compare", *paths, "--k", options["k"], "--floor", options["floor"])
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("field, bad, expected", [
+    ("value", math.nan, "current value nan is not finite"),
+    ("std", math.inf, "current std inf is not a finite number >= 0"),
+    ("std", 1e308, "current std 1e+308 exceeds the metric's range 0..100"),
+    ("value", 130.0, "current value 130 is outside the metric's range 0..100"),
+])
+def test_gate_names_each_untrusted_number(tmp_path, field, bad, expected):
+    base = _document({("a", "V->A"): 50.0, ("a", "A->V"): 60.0})
+    current = copy.deepcopy(base)
+    current["results"][0][field] = bad
+    result = cli("compare", *write_pair(tmp_path, base, current))
+    assert result.exit_code == 1
+    assert f"compare: FAIL a ave V->A accuracy: {expected}" in result.output.replace("\n", " ")
+
+
+def test_gate_nan_baseline_and_threshold(tmp_path):
+    base = _document({("a", "V->A"): 50.0})
+    base["results"][0]["std"] = math.nan
+    assert cli("compare", *write_pair(tmp_path, base, _document({("a", "V->A"): 50.0}))).exit_code == 1
+    good = write_pair(tmp_path, _document({("a", "V->A"): 50.0}), _document({("a", "V->A"): 50.0}))
+    for option, value in (("--k", "nan"), ("--floor", "inf"), ("--k", "-1")):
+        result = cli("compare", *good, option, value)
+        assert result.exit_code == 1 and result.output.strip() == f"Error: {option} {float(value)}: expected a " \
+                                                                  f"finite number >= 0", result.output
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda row: row.pop("value"), "results[0] (a ave V->A accuracy) has no 'value', expected a number"),
+    (lambda row: row.update(value="50"), "results[0] (a ave V->A accuracy): value '50' is not a number"),
+    (lambda row: row.update(value=None), "results[0] (a ave V->A accuracy): value None is not a number"),
+    (lambda row: row.update(std=[1]), "results[0] (a ave V->A accuracy): std [1] is not a number"),
+])
+def test_gate_unreadable_value_is_one_line(tmp_path, change, expected):
+    base = _document({("a", "V->A"): 50.0})
+    current = copy.deepcopy(base)
+    change(current["results"][0])
+    result = cli("compare", *write_pair(tmp_path, base, current))
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {tmp_path / 'current.json'}: {expected}"
+
+
+def test_gate_duplicate_row_makes_the_document_invalid(tmp_path):
+    base = _document({("a", "V->A"): 50.0})
+    current = copy.deepcopy(base)
+    current["results"].append({**current["results"][0], "value": 90.0})   # the last one used to win
+    result = cli("compare", *write_pair(tmp_path, base, current))
+    assert result.exit_code == 1
+    assert "results[0] and results[1] are both a ave V->A accuracy" in result.output
+
+
+def test_gate_duplicate_source_target_under_another_direction_name(tmp_path):
+    base = _document({("a", "V->A"): 50.0})
+    for row in base["results"]:
+        row.update(source="video", target="audio")
+    current = copy.deepcopy(base)
+    current["results"].append({**current["results"][0], "direction": "video->audio", "value": 90.0})
+    result = cli("compare", *write_pair(tmp_path, base, current))
+    assert result.exit_code == 1 and "results[0] and results[1] are both" in result.output

@@ -116,3 +116,30 @@ def test_clip_zips_read_float32_in_order_and_key_changes_with_files(tmp_path):
 def test_missing_feature_folder_is_named(tmp_path):
     with pytest.raises(CmgError, match="nope: missing folder"):
         ClipZips(tmp_path / "nope", ["a"], ["a"], (128,), tmp_path / "x.csv", [2], pad=True)
+
+
+def test_validate_decodes_every_zip_and_names_each_refused_one(avvp_copy, tmp_path):
+    """One pass lists every file a run would stop at; a protocol-5 pickle reads; --quick decodes one per stream."""
+    csv = avvp_copy / "AVVP" / "data" / "AVVP_eval_audio_checked_combined.csv"
+    ids = list(dict.fromkeys(line.split("\t")[0][:11] for line in csv.read_text().splitlines()[1:]))
+    folder = avvp_copy / "AVVP" / "feature" / "audio" / "zip"
+    protocol5, corrupt, nonfinite, wrong = (folder / f"{i}.zip" for i in ids[:4])
+    payload = pickle.dumps(read_feature_zip(protocol5), protocol=5)
+    with zipfile.ZipFile(protocol5, "w") as archive:
+        archive.writestr("feat.pkl", payload)
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip")
+    array = read_feature_zip(nonfinite)
+    array[3, 5] = np.inf
+    write_feature_zip(nonfinite, array)
+    write_feature_zip(wrong, np.zeros((10, 64), np.float32))
+    result = cli("validate", "--data-root", avvp_copy, "avvp")
+    assert result.exit_code == 1
+    refused = [line for line in result.output.splitlines() if line.startswith("avvp: /")]
+    assert len(refused) == 3 and str(protocol5) not in result.output, result.output
+    assert f"{corrupt}: not a readable zip" in refused[0]
+    assert f"{nonfinite}: non-finite values in its VGGish audio array" in refused[1]
+    assert "--allow-nonfinite" in refused[1]
+    assert f"{wrong}: array of shape (10, 64), expected (T, 128)" in refused[2]
+    assert "avvp: 3 of " in result.output and " feature reads refused" in result.output
+    quick = cli("validate", "--data-root", avvp_copy, "--quick", "avvp")
+    assert quick.exit_code == 0 and "avvp: ok, 2 feature files decoded (--quick)" in quick.output, quick.output

@@ -1,5 +1,6 @@
 """UCF101 <-> VGGSound: CSV and class-list readers, label-map alignment, folds, protocols, the must-show run."""
 
+import csv
 import json
 import shutil
 
@@ -39,16 +40,25 @@ def test_clip_csv_reads_quoted_categories_and_refuses_unknown_ones(tmp_path):
         read_clip_csv(csv, ("category", "video_id", "split"), classes, tmp_path / "list.txt")
 
 
-def test_class_lists_must_be_index_aligned_as_the_label_map_says(lists_copy):
+def test_class_lists_pair_by_line_and_list_label_map_differences(lists_copy):
+    """Swapped lines pair by position as the reference does (clip labels follow the files); the built-in map's
+    differences are warnings; lists of different lengths cannot be paired and are refused."""
     vgg_list = lists_copy / LISTS / "VGGSoundsameUCF101.txt"
     names = vgg_list.read_text().splitlines()
     names[2], names[3] = names[3], names[2]
     vgg_list.write_text("\n".join(names) + "\n")
-    with pytest.raises(CmgError, match="VGGSoundsameUCF101.txt: line 3 is 'playing table tennis', but label map "
-                                       "ucf_vgg v1 pairs line 3 of UCF101sameVGGSound.txt \\('Skiing'\\) with 'skiing'"):
-        UcfVgg().load(lists_copy)
+    data = UcfVgg().load(lists_copy)
+    assert data.classes["audio"][2] == "playing table tennis"
+    table = data.datasets["audio"].table
+    with open(lists_copy / LISTS / "vggsound2ucf.csv", newline="") as handle:
+        categories = [row["category"] for row in csv.DictReader(handle)]
+    assert table.labels.tolist() == [names.index(category) for category in categories]
+    warnings = UcfVgg().data_notes(data)["warnings"]
+    assert any("line 3: UCF101 'Skiing' is paired with VGGSound 'playing table tennis' by position; label map ucf_vgg "
+               "v1 pairs it with 'skiing'" in w for w in warnings), warnings
     vgg_list.write_text("\n".join(names[:15]) + "\n")
-    with pytest.raises(CmgError, match="15 lines, expected 16 VGGSound class names"):
+    with pytest.raises(CmgError, match="VGGSoundsameUCF101.txt: 15 classes, but UCF101sameVGGSound.txt has 16; "
+                                       "expected lists paired line by line"):
         UcfVgg().load(lists_copy)
 
 

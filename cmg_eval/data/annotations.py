@@ -24,24 +24,26 @@ def _open_text(path: Path, what: str):
     if not path.is_file():
         raise CmgError(f"{path}: missing file (expected {what})")
     try:
-        return open(path, newline="", encoding="utf-8")
+        return open(path, newline="", encoding="utf-8-sig")  # a byte-order mark is not part of the first name
     except OSError as error:
         raise CmgError(f"{path}: not readable ({error.strerror}), expected {what}") from None
 
 
-def read_class_list(path: str | Path, expected: int, what: str) -> list[str]:
-    """Class names, one per line, index = line number; exactly `expected` distinct names."""
+def read_class_list(path: str | Path, what: str) -> list[str]:
+    """Class names, one per line, index = line number (paired by position with other files, never by name);
+    CRLF or LF line ends, trailing blank lines ignored. Refused: no names, a blank line among them, a repeat."""
     path = Path(path)
-    with _open_text(path, f"{expected} {what} class names, one per line") as handle:
+    with _open_text(path, f"{what} class names, one per line") as handle:
         names = [line.strip() for line in handle.read().splitlines()]
     while names and not names[-1]:
         names.pop()
-    if len(names) != expected or not all(names):
-        raise CmgError(f"{path}: {len(names)} lines{' (some empty)' if not all(names) else ''}, "
-                       f"expected {expected} {what} class names, one per line")
+    if not names:
+        raise CmgError(f"{path}: no class names, expected {what} class names, one per line")
+    if not all(names):
+        raise CmgError(f"{path}: line {names.index('') + 1} is blank, expected {what} class names, one per line")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise CmgError(f"{path}: class {repeated[0]!r} listed twice, expected {expected} distinct names")
+        raise CmgError(f"{path}: class {repeated[0]!r} listed twice, expected distinct names (classes pair by line)")
     return names
 
 
@@ -80,6 +82,7 @@ class EventTable:
     names: list[str]          # the `filename` column, e.g. IgN7v8nWmx8_30_40
     labels: np.ndarray        # (rows, steps, classes + 1) float32
     lines: list[int]
+    zero_length_rows: int = 0  # rows with an event whose onset equals its offset (it covers no segment)
 
     def feature_ids(self) -> list[str]:
         """Feature file stems: the first 11 characters of the clip name (the YouTube id), as the reference."""
@@ -96,23 +99,26 @@ def _segment_bound(text: str, path: Path, line: int, column: str) -> int:
     return int(value)
 
 
-def _event_row(row: dict[str, str], line: int, path: Path, index: dict[str, int], steps: int) -> np.ndarray:
-    """One clip's (steps, classes + 1) labels: background everywhere but inside its events."""
+def _event_row(row: dict[str, str], line: int, path: Path, index: dict[str, int], steps: int) -> tuple[np.ndarray, int]:
+    """One clip's (steps, classes + 1) labels, background everywhere but inside its events, and how many of
+    its events have onset == offset (the reference reads them as covering no segment)."""
     lists = [row[c].split(",") for c in EVENT_COLUMNS[1:]]
     if len({len(values) for values in lists}) != 1:
         raise CmgError(f"{path}: line {line}: onset, offset and event_labels hold "
                        f"{'/'.join(str(len(v)) for v in lists)} items, expected parallel comma-separated lists")
     labels = np.zeros((steps, len(index) + 1), np.float32)
+    empty = 0
     for onset_text, offset_text, name in zip(*lists):
         onset = _segment_bound(onset_text, path, line, "onset")
         offset = _segment_bound(offset_text, path, line, "offset")
         if name.strip() not in index:
             raise CmgError(f"{path}: line {line}: event label {name.strip()!r} is not in the class list")
-        if not 0 <= onset < offset <= steps:
-            raise CmgError(f"{path}: line {line}: event {onset}-{offset}, expected 0 <= onset < offset <= {steps}")
+        if not 0 <= onset <= offset <= steps:
+            raise CmgError(f"{path}: line {line}: event {onset}-{offset}, expected 0 <= onset <= offset <= {steps}")
         labels[onset:offset, index[name.strip()]] = 1
+        empty += onset == offset
     labels[:, -1] = labels[:, :-1].max(1) == 0
-    return labels
+    return labels, empty
 
 
 def read_event_csv(path: str | Path, classes: list[str], steps: int = 10) -> EventTable:
@@ -120,12 +126,13 @@ def read_event_csv(path: str | Path, classes: list[str], steps: int = 10) -> Eve
     path = Path(path)
     rows = _rows(path, "\t", EVENT_COLUMNS, "AVVP event annotations")
     index = {name: i for i, name in enumerate(classes)}
-    labels = [_event_row(row, line, path, index, steps) for line, row in rows]
+    parsed = [_event_row(row, line, path, index, steps) for line, row in rows]
     for line, row in rows:
         if len(row["filename"]) < 11:
             raise CmgError(f"{path}: line {line}: filename {row['filename']!r} is shorter than the 11-character "
                            f"video id the feature files are named by")
-    return EventTable(path, [row["filename"] for _, row in rows], np.stack(labels), [line for line, _ in rows])
+    return EventTable(path, [row["filename"] for _, row in rows], np.stack([labels for labels, _ in parsed]),
+                      [line for line, _ in rows], sum(empty > 0 for _, empty in parsed))
 
 
 # ------------------------------------------------------------------------------------------ UCF / VGGSound
@@ -160,7 +167,8 @@ def read_clip_csv(path: str | Path, columns: Sequence[str], classes: list[str], 
 
 @dataclass
 class LabelMap:
-    """A versioned one-to-one class pairing between two datasets (data, not code)."""
+    """A versioned one-to-one class pairing between two datasets: metadata that names classes in reports and
+    is compared with the release's own lists (which pair classes by line position and always win)."""
 
     name: str
     version: int
@@ -178,6 +186,29 @@ class LabelMap:
 
     def backward(self) -> dict[str, str]:
         return {b: a for a, b in self.pairs}
+
+    def pair_differences(self, pairs: Sequence[tuple[str, str]], where: str) -> list[str]:
+        """How classes paired by line position (line i of two lists) differ from this map; nothing is refused."""
+        partner = self.forward()
+        notes = []
+        for line, (a, b) in enumerate(pairs, start=1):
+            if a not in partner:
+                notes.append(f"line {line}: {self.source} {a!r} / {self.target} {b!r} is not a pair of label map "
+                             f"{self.label}")
+            elif partner[a] != b:
+                notes.append(f"line {line}: {self.source} {a!r} is paired with {self.target} {b!r} by position; "
+                             f"label map {self.label} pairs it with {partner[a]!r}")
+        listed = {a for a, _ in pairs}
+        return notes + [f"label map {self.label} pair {a!r} / {b!r} is not in {where}"
+                        for a, b in self.pairs if a not in listed]
+
+    def target_differences(self, names: Sequence[str], where: str) -> list[str]:
+        """How a list of target classes differs from this map's targets; nothing is refused."""
+        source_of = self.backward()
+        notes = [f"line {line}: {self.target} class {name!r} has no {self.source} class in label map {self.label}"
+                 for line, name in enumerate(names, start=1) if name not in source_of]
+        return notes + [f"label map {self.label} class {b!r} ({self.source} {a!r}) is not in {where}"
+                        for a, b in self.pairs if b not in names]
 
 
 def label_map_path(name: str, version: int | None = None) -> Path:
@@ -214,6 +245,32 @@ def read_label_map(name: str, version: int | None = None) -> LabelMap:
 # ------------------------------------------------------------------------------------------ folds
 
 
+def _hash_order(keys, salt: str) -> list[str]:
+    return sorted(keys, key=lambda k: hashlib.sha256(f"{salt}\x1f{k}".encode()).hexdigest())
+
+
+def assign_folds_multilabel(keys: Sequence[str], labels: np.ndarray, n_folds: int, salt: str) -> np.ndarray:
+    """Fold per (distinct) key with (keys, classes) boolean labels, fixed by the keys alone: classes from the
+    rarest up, each class's unassigned keys go in hash order to the fold holding fewest of that class (then
+    fewest keys), so every class is spread over the folds (a simple iterative stratification)."""
+    keys = list(keys)
+    labels = np.asarray(labels, bool)
+    per_fold = np.zeros((n_folds, labels.shape[1]), np.int64)
+    sizes = np.zeros(n_folds, np.int64)
+    fold_of: dict[str, int] = {}
+    row_of = {key: row for row, key in enumerate(keys)}
+
+    for cls in [int(c) for c in np.argsort(labels.sum(0), kind="stable")] + [-1]:
+        members = [k for k in row_of if k not in fold_of and (cls < 0 or labels[row_of[k], cls])]
+        for key in _hash_order(members, salt):
+            of_class = per_fold[:, cls] if cls >= 0 else sizes
+            fold = int(np.lexsort((np.arange(n_folds), sizes, of_class))[0])  # fewest of the class, then keys
+            fold_of[key] = fold
+            sizes[fold] += 1
+            per_fold[fold] += labels[row_of[key]]
+    return np.array([fold_of[key] for key in keys], np.int64)
+
+
 def assign_folds(keys: Sequence[str], n_folds: int, salt: str, strata: np.ndarray | None = None) -> np.ndarray:
     """Fold index per item, fixed by the keys alone (no RNG state): items of one key share a fold, and
     within each stratum keys are dealt round-robin in hash order, so folds are balanced per stratum."""
@@ -224,8 +281,7 @@ def assign_folds(keys: Sequence[str], n_folds: int, salt: str, strata: np.ndarra
         first_stratum.setdefault(key, stratum)
     fold_of: dict[str, int] = {}
     for stratum in sorted(set(first_stratum.values())):
-        members = sorted((k for k, s in first_stratum.items() if s == stratum),
-                         key=lambda k: hashlib.sha256(f"{salt}\x1f{k}".encode()).hexdigest())
+        members = _hash_order((k for k, s in first_stratum.items() if s == stratum), salt)
         start = len(fold_of)  # continue the deal where the last stratum stopped, so folds stay balanced overall
         fold_of.update({key: (start + position) % n_folds for position, key in enumerate(members)})
     return np.array([fold_of[key] for key in keys], np.int64)

@@ -20,7 +20,9 @@ from typing import Callable, Iterable, Iterator
 import h5py
 import numpy as np
 
+from cmg_eval.data.decode import Unit
 from cmg_eval.data.h5 import H5Array
+from cmg_eval.data.clipzips import MAX_STEPS, member_bound
 from cmg_eval.data.zipfeat import read_feature_zip
 from cmg_eval.errors import CmgError
 
@@ -163,6 +165,7 @@ class ItemZips:
 
     def __post_init__(self) -> None:
         sizes = []
+        bound = member_bound(MAX_STEPS, self.tail)
         for item, path in zip(self.ids, self.paths):
             if not path.is_file():
                 raise CmgError(f"{path}: missing feature zip for item {item!r} (expected a zip holding one pickled "
@@ -174,6 +177,9 @@ class ItemZips:
                 raise CmgError(f"{path}: not a readable zip for item {item!r} ({error})") from None
             if member is None:
                 raise CmgError(f"{path}: empty zip for item {item!r}, expected one pickled numpy array")
+            if member.file_size > bound:
+                raise CmgError(f"{path}:{member.filename}: declares {member.file_size} bytes unpacked, expected at "
+                               f"most {bound} for a (T <= {MAX_STEPS}, {', '.join(map(str, self.tail))}) array")
             sizes.append(member.file_size)
         self.sizes = np.asarray(sizes, dtype=np.int64)
 
@@ -192,11 +198,17 @@ class ItemZips:
     def read(self, index: int) -> np.ndarray:
         """Item `index` as float32 (T, *tail), T >= 1."""
         path = self.paths[index]
-        array = read_feature_zip(path)
+        array = read_feature_zip(path, member_bound(MAX_STEPS, self.tail))
         if array.ndim != 1 + len(self.tail) or tuple(array.shape[1:]) != self.tail or array.shape[0] < 1:
             raise CmgError(f"{path}: array of shape {array.shape} for item {self.ids[index]!r}, expected "
                            f"(T, {', '.join(map(str, self.tail))}) with T >= 1")
         return array.astype(np.float32, copy=False)
+
+    def units(self, quick: bool) -> list[Unit]:
+        """One read per item (quick: the first), decoded and checked as `read` does."""
+        units = [Unit(path, f"the array of item {item!r}", lambda index=index: self.read(index))
+                 for index, (path, item) in enumerate(zip(self.paths, self.ids))]
+        return units[:1] if quick else units
 
     def batches(self, order: np.ndarray, size: int,
                 check: Callable[[np.ndarray, Path, str], None]) -> Iterator[np.ndarray]:
@@ -240,6 +252,14 @@ class CaptionTokens:
                       for start in range(0, self.count, LENGTH_CHUNK)]
             self._lengths = np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
         return self._lengths
+
+    def units(self, quick: bool) -> list[Unit]:
+        """The token rows in blocks (quick: the first row)."""
+        size = 1 if quick else LENGTH_CHUNK
+        starts = range(0, min(self.count, 1) if quick else self.count, size)
+        return [Unit(Path(self.where), f"token rows {start}-{min(start + size, self.count) - 1}",
+                     lambda start=start: self.read_rows(np.arange(start, min(start + size, self.count))))
+                for start in starts]
 
     def order(self) -> np.ndarray:
         """Captions sorted so that equal lengths are adjacent (stable)."""

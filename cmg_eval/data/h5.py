@@ -8,11 +8,44 @@ from typing import Iterator, Sequence
 import h5py
 import numpy as np
 
+from cmg_eval.data.decode import Unit
 from cmg_eval.errors import CmgError
+
+BLOCK_ROWS = 64  # rows per read when `validate` decodes a whole dataset
+
+
+# A dataset may declare more than it stores only by compression (deflate reaches about 1000:1): beyond this
+# ratio its rows are unallocated fill values (a tiny file declaring billions of rows), refused before a read.
+MAX_INFLATION = 4096
+ALWAYS_READABLE = 64 << 20   # bytes a dataset may declare whatever it stores
 
 
 def _shape_text(tail: Sequence[int | None]) -> str:
     return "(N, " + ", ".join("*" if d is None else str(d) for d in tail) + ")"
+
+
+def _dataset(handle: h5py.File, path: Path, key: str, expected: str) -> h5py.Dataset:
+    """The dataset `key` whose data lives in this file: external links, virtual datasets and external raw storage
+    are refused (their data is elsewhere: missing, unchecked, and unseen by the file's fingerprint)."""
+    link = handle.get(key, getlink=True)
+    if isinstance(link, h5py.ExternalLink):
+        raise CmgError(f"{path}: {key!r} is an external link to {link.filename}:{link.path}, expected {expected} "
+                       f"stored in this file")
+    try:
+        dataset = handle.get(key) if link is not None else None
+    except (KeyError, OSError) as error:
+        raise CmgError(f"{path}: {key!r} cannot be opened ({error}), expected {expected}") from None
+    if not isinstance(dataset, h5py.Dataset):
+        found = ", ".join(sorted(handle.keys())) or "nothing"
+        raise CmgError(f"{path}: no dataset {key!r} (found: {found}); expected {expected}")
+    if dataset.is_virtual or dataset.external:
+        kind = "a virtual dataset" if dataset.is_virtual else "stored in external files"
+        raise CmgError(f"{path}: dataset {key!r} is {kind}, expected {expected} stored in this file")
+    declared, stored = dataset.size * dataset.dtype.itemsize, dataset.id.get_storage_size()
+    if declared > ALWAYS_READABLE and declared > MAX_INFLATION * stored:
+        raise CmgError(f"{path}: dataset {key!r} declares shape {dataset.shape} ({declared / 2 ** 20:.0f} MiB) but "
+                       f"stores {stored} bytes, expected its rows in the file ({expected})")
+    return dataset
 
 
 class H5Array:
@@ -27,10 +60,11 @@ class H5Array:
             self._file = h5py.File(self.path, "r")
         except OSError as error:
             raise CmgError(f"{self.path}: not a readable HDF5 file ({str(error).splitlines()[0]})") from None
-        if key not in self._file or not isinstance(self._file[key], h5py.Dataset):
-            found = ", ".join(sorted(self._file.keys())) or "nothing"
-            raise CmgError(f"{self.path}: no dataset {key!r} (found: {found}); expected {what} of shape {_shape_text(tail)}")
-        self.dataset = self._file[key]
+        try:
+            self.dataset = _dataset(self._file, self.path, key, f"{what} of shape {_shape_text(tail)}")
+        except CmgError:
+            self._file.close()
+            raise
         shape = self.dataset.shape
         if len(shape) != 1 + len(tail) or any(d is not None and d != s for d, s in zip(tail, shape[1:])):
             raise CmgError(f"{self.path}: dataset {key!r} has shape {shape}, expected {_shape_text(tail)} ({what})")
@@ -53,7 +87,11 @@ class H5Array:
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise CmgError(f"{self.path}: index {int(indices.max())} out of range for {len(self)} rows in {self.key!r}")
         unique, inverse = np.unique(indices, return_inverse=True)
-        rows = self._read_sorted(unique)
+        try:
+            rows = self._read_sorted(unique)
+        except OSError as error:  # e.g. a chunk that does not decompress
+            raise CmgError(f"{self.path}: rows {int(unique[0])}-{int(unique[-1])} of dataset {self.key!r} are not "
+                           f"readable ({str(error).splitlines()[0]})") from None
         if len(unique) != len(indices) or not np.array_equal(unique, indices):
             rows = rows[inverse]  # only when the order differs: this copy costs as much as the read
         return rows.astype(dtype, copy=False)
@@ -77,6 +115,14 @@ class H5Array:
         """Float32 batches of rows, never holding more than one batch in memory."""
         for start in range(0, len(indices), batch_size):
             yield self.read_rows(indices[start:start + batch_size])
+
+    def units(self, quick: bool) -> list[Unit]:
+        """Every row in blocks (quick: the first row), read as a run reads them."""
+        size = 1 if quick else BLOCK_ROWS
+        starts = range(0, min(len(self), 1) if quick else len(self), size)
+        return [Unit(self.path, f"rows {start}-{min(start + size, len(self)) - 1} of dataset {self.key!r}",
+                     lambda start=start: self.read_rows(np.arange(start, min(start + size, len(self)))))
+                for start in starts]
 
     def close(self) -> None:
         self._file.close()

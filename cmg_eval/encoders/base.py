@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
+import numpy as np
 import torch
 
 from cmg_eval.errors import CmgError, UnsupportedModality
@@ -71,6 +73,47 @@ class UnifiedEncoder(ABC):
         if not feats.is_floating_point():
             feats = feats.float()
         return feats
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _tensors(item)
+
+
+@contextmanager
+def finite_activations(encoder: str, inputs: str) -> Iterator[None]:
+    """Meanwhile every torch module's floating output must be finite. A quantizer maps NaN or inf continuous
+    features (NaN weights, an overflow) to a valid-looking code, so they are refused where they appear."""
+    def check(module: torch.nn.Module, args: Any, output: Any) -> None:
+        for tensor in _tensors(output):
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise CmgError(f"encoder {encoder!r}: non-finite values out of its {type(module).__name__} module on "
+                               f"{inputs}, expected finite features before quantization (NaN or inf weights, or "
+                               f"an overflow)")
+
+    handle = torch.nn.modules.module.register_module_forward_hook(check)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def finite_float32(array: Any, where: str) -> np.ndarray:
+    """Inputs as the float32 the encoders compute in, checked after the cast (1e300 in float64 is inf in
+    float32); complex, string, object and boolean arrays are refused."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "fiu":
+        raise CmgError(f"{where}: dtype {array.dtype}, expected real numbers (float or integer)")
+    with np.errstate(over="ignore"):   # an overflow is reported below, as a non-finite value
+        cast = array.astype(np.float32, copy=False)
+    if not np.isfinite(cast.sum(dtype=np.float64)) and not np.isfinite(cast).all():
+        item = int(np.flatnonzero(~np.isfinite(cast.reshape(len(cast), -1)).all(1))[0])
+        raise CmgError(f"{where}: non-finite values in item {item} (as float32), expected finite numbers within "
+                       f"float32 range")
+    return cast
 
 
 @dataclass

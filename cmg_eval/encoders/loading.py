@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,6 +15,7 @@ import torch
 from cmg_eval import registry
 from cmg_eval.encoders.base import LoadedModel, UnifiedEncoder
 from cmg_eval.errors import CmgError
+from cmg_eval.io import folder_name
 
 
 def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
@@ -86,14 +88,50 @@ def load_encoder(path: str | Path, encoder_name: str | None = None) -> tuple[Uni
     return encoder, name, int(epoch) if isinstance(epoch, (int, float)) else -1
 
 
+# A row label names folders under --out (predictions/, jobs/): letters, digits and `_ . + -`, starting with a
+# letter or digit, so no label can be a path; readouts are encoder-defined names and may also hold `:`.
+LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
+READOUT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,99}")
+
+
+def label_from_stem(stem: str) -> str:
+    """A label derived from a file name: every other character becomes `_`."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", stem).lstrip("_.+-")[:100] or "model"
+
+
 def parse_ckpt_spec(spec: str) -> tuple[str, str | None, str]:
     """`[LABEL[@READOUT]=]PATH` -> (label, readout, path); the row label is `LABEL@READOUT` as written
-    (e.g. `srcid@layer1`), the file stem without a label."""
+    (e.g. `srcid@layer1`), the file stem without a label. A label outside the safe set is refused."""
     head, sep, path = spec.partition("=")
     if not sep:
         head, path = "", spec
     label, _, readout = head.partition("@")
-    return head if label else Path(path).stem, readout or None, path
+    if label and not LABEL.fullmatch(label):
+        raise CmgError(f"--ckpt {spec}: label {label!r} is not a safe folder name, expected letters, digits and "
+                       f"_ . + - (at most 100, starting with a letter or digit)")
+    if readout and not READOUT.fullmatch(readout):
+        raise CmgError(f"--ckpt {spec}: readout {readout!r} is not a readout name, expected letters, digits and "
+                       f"_ . : + -")
+    return head if label else label_from_stem(Path(path).stem), readout or None, path
+
+
+def check_labels(labels: list[str], where: str = "--ckpt") -> None:
+    """Row labels name folders under --out: each a safe name, no two on one folder (case-insensitive file
+    systems included), checked before anything is loaded."""
+    for label in labels:
+        name, _, readout = label.partition("@")
+        if not LABEL.fullmatch(name) or (readout and not READOUT.fullmatch(readout)):
+            raise CmgError(f"{where}: row label {label!r} is not a safe folder name, expected LABEL[@READOUT] of "
+                           f"letters, digits and _ . + -")
+    seen: dict[str, str] = {}
+    for label in labels:
+        folder = folder_name(label).casefold()
+        if folder in seen:
+            if seen[folder] == label:
+                raise CmgError(f"{where} labels must be unique, {label} repeats (use LABEL=PATH)")
+            raise CmgError(f"{where} labels {seen[folder]!r} and {label!r} would share one folder under --out "
+                           f"({folder_name(label)}, on a case-insensitive file system), expected distinct names")
+        seen[folder] = label
 
 
 def load_model(spec: str, encoder_name: str | None = None) -> LoadedModel:

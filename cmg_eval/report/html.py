@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cmg_eval.io import folder_name  # noqa: E402
 from cmg_eval.metrics import confusion_matrix  # noqa: E402
 from cmg_eval.report.table import primary_cells  # noqa: E402
 from cmg_eval.report.text import LEGEND, primary_grid  # noqa: E402
@@ -105,8 +106,8 @@ def confusion_plot(document: dict[str, Any], run_dir: Path) -> str | None:
     for r in document["results"]:
         if not r.get("primary") or r["source"] == r["target"]:
             continue
-        direction = r["direction"].replace("->", "_to_")
-        path = run_dir / "predictions" / r["model"] / r["task"] / f"{direction}_seed{document['meta']['seeds'][0]}.npz"
+        name = f"{r['direction'].replace('->', '_to_')}_seed{document['meta']['seeds'][0]}.npz"
+        path = run_dir / "predictions" / folder_name(r["model"]) / folder_name(r["task"]) / folder_name(name)
         if not path.is_file():
             continue
         with np.load(path, allow_pickle=False) as saved:
@@ -134,37 +135,46 @@ def codebook_table(document: dict[str, Any]) -> str | None:
             agreement = ", ".join(f"{pair} {100 * a.get('segment', a['clip_mode']):.1f}%"
                                   for pair, a in column["agreement"].items())
             for modality, use in column["modalities"].items():
-                body.append([html.escape(model), str(column["column"]), modality, str(use["used"]),
-                             f"{use['perplexity']:.1f}", str(column["dead_codes"]), html.escape(agreement)])
+                body.append([html.escape(str(text)) for text in (model, column["column"], modality, use["used"],
+                                                                  f"{use['perplexity']:.1f}", column["dead_codes"],
+                                                                  agreement)])
     if not body:
         return None
     header = ["model", "column", "modality", "codes used", "perplexity", "dead codes (column)",
-              "same code on paired segments"]
+              "same code on paired segments"]  # plain text, nothing to escape
     n_items = max(about["n_items"] for about in diagnostics.values())
     return (html_table(header, body) + f"<p class='note'>On the first {n_items} paired clips of the "
             "VGGSound-AVEL40k set; a column is an RVQ level or an SRCID layer.</p>")
 
 
 def html_table(header: list[str], body: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    """A table of cells already escaped (or marked up) as HTML."""
+    head = "".join(f"<th>{h}</th>" for h in header)
     rows = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body)
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
 def html_report(document: dict[str, Any], run_dir: Path) -> str:
-    header, body = primary_grid(document, bold=lambda s: f"<b>{s}</b>")
+    """The page; plot texts are literal (matplotlib's mathtext off, so a `$` in a label is a dollar sign)."""
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _html_report(document, run_dir)
+
+
+def _html_report(document: dict[str, Any], run_dir: Path) -> str:
+    header, body = primary_grid(document, bold=lambda s: f"<b>{s}</b>", escape=html.escape)
     meta = document["meta"]
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>cmg-eval results</title>"
              f"<style>{STYLE}</style></head><body>",
              "<h1>cmg-eval results</h1>",
-             f"<p class='note'>protocol {html.escape(meta['protocol'])}, head seeds {meta['seeds']}, "
-             f"cmg-eval {html.escape(meta['versions']['cmg_eval'])}, data manifest "
-             f"{html.escape(meta['data']['manifest_hash'][:12])}</p>",
-             html_table(header, [[html.escape(row[0]), *row[1:]] for row in body]),
+             f"<p class='note'>protocol {html.escape(str(meta['protocol']))}, head seeds "
+             f"{html.escape(str(meta['seeds']))}, cmg-eval {html.escape(str(meta['versions']['cmg_eval']))}, "
+             f"data manifest {html.escape(str(meta['data']['manifest_hash'])[:12])}</p>",
+             html_table(header, body),
              f"<p class='note'>{html.escape(LEGEND)}</p>", "<h2>Per task</h2>"]
     for task in meta["tasks"]:
         if task_rows(document, task):
-            parts += [f"<h3>{html.escape(task)}</h3>", bar_chart(document, task), transfer_matrices(document, task)]
+            parts += [f"<h3>{html.escape(str(task))}</h3>", bar_chart(document, task),
+                      transfer_matrices(document, task)]
     parts += ["<h2>Same-modality to cross-modal drop</h2>", drop_chart(document)]
     for title, plot in (("Confusion matrix", confusion_plot(document, run_dir)), ("Codebook", codebook_table(document))):
         if plot:
