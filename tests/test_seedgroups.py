@@ -21,8 +21,12 @@ VALUES = {
 }
 
 
+MODALITY = {"V": "video", "A": "audio"}
+
+
 def document(values=VALUES):
-    results = [{"model": label, "task": "ave", "direction": direction, "source": "", "target": "",
+    results = [{"model": label, "task": "ave", "direction": direction, "source": MODALITY[direction[0]],
+                "target": MODALITY[direction[-1]],
                 "metric": "accuracy", "value": value, "std": std, "n_seeds": 3, "n_items": 100, "primary": True,
                 "lower_is_better": False, "per_seed": [value] * 3}
                for label, cells in values.items() for direction, (value, std) in cells.items()]
