@@ -444,6 +444,19 @@ def report_command(run_dir: Path) -> None:
     console.print(f"wrote table.md, table.csv, table.tex and index.html in {run_dir}")
 
 
+@main.command("paper-tables")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def paper_tables_command(run_dir: Path) -> None:
+    """Tables I-III of a finished run, rows `NAME+seedN` grouped by pretraining seed, into paper-tables.md."""
+    from cmg_eval.io import write_text
+    from cmg_eval.report.paper import paper_tables
+
+    text = paper_tables(read_results(run_dir / "results.json"))
+    write_text(run_dir / "paper-tables.md", text)
+    console.print(text, markup=False, highlight=False)
+    console.print(f"wrote {run_dir / 'paper-tables.md'}")
+
+
 @main.command("compare")
 @click.argument("baseline", type=click.Path(path_type=Path))
 @click.argument("current", type=click.Path(path_type=Path))
@@ -451,12 +464,18 @@ def report_command(run_dir: Path) -> None:
 @click.option("--floor", type=float, default=1.0, show_default=True, help="Smallest allowed drop (metric units).")
 @click.option("--allow-missing", is_flag=True, help="Rows present on one side only do not fail the gate.")
 @click.option("--metric", default=None, help="Gate on this metric instead of each task's primary one.")
+@click.option("--group-seeds", is_flag=True,
+              help="Fold rows NAME+seedN into NAME first: mean over pretraining seeds, std across them.")
 def compare_command(baseline: Path, current: Path, k: float, floor: float, allow_missing: bool,
-                    metric: str | None) -> None:
+                    metric: str | None, group_seeds: bool) -> None:
     """Regression gate: exit 1 when a primary metric drops by more than max(k x std, floor)."""
     from cmg_eval.compare import gate
+    from cmg_eval.seedgroups import group_by_pretrain_seed
 
-    rows = gate(read_results(baseline), read_results(current), k, floor, metric, names=(str(baseline), str(current)))
+    documents = [read_results(baseline), read_results(current)]
+    if group_seeds:
+        documents = [group_by_pretrain_seed(d) for d in documents]
+    rows = gate(*documents, k, floor, metric, names=(str(baseline), str(current)))
     table = Table(title=f"compare (allowed drop = max({k:g} x std, {floor:g}))")
     for column in ("model", "task", "direction", "metric", "baseline", "current", "difference", "allowed", "verdict"):
         table.add_column(column, justify="right" if column in ("baseline", "current", "difference", "allowed") else "left")
@@ -491,12 +510,20 @@ def compare_command(baseline: Path, current: Path, k: float, floor: float, allow
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Checkpoint file; resumed if it exists.")
 @click.option("--preset", type=click.Choice(["tiny", "paper"]), default="tiny", show_default=True)
 @click.option("--set", "assignments", multiple=True, help="KEY=VALUE over the preset's settings, repeatable.")
-def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assignments: tuple[str, ...]) -> None:
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the model, its codebook state and each batch live (cuda: a GPU torch sees).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes reading batches ahead (default: 0 on cpu, up to 4 on cuda).")
+def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assignments: tuple[str, ...],
+                     device: str, workers: int | None) -> None:
     """Pretrain METHOD (see `cmg-eval ls methods`) on VGGSound-AVEL40k into a checkpoint."""
     from rich.progress import TimeRemainingColumn
 
+    from cmg_eval.embedder import check_device
     from cmg_eval.train.distributed import env_world
     from cmg_eval.train.trainer import pretrain
+
+    check_device(device)  # before the data is read
 
     rank, world = env_world()  # under torchrun only rank 0 shows progress and the result
     progress = progress_display(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -512,14 +539,15 @@ def pretrain_command(method: str, data_root: Path, out: Path, preset: str, assig
         progress.update(bar, completed=state.step, losses=terms)
 
     with progress:
-        ckpt = pretrain(method, data_root, out, preset, assignments, report, started)
+        ckpt = pretrain(method, data_root, out, preset, assignments, report, started, device, workers)
     if rank != 0:
         return
     layer2 = f", layer 2 from step {ckpt['layer2_start_step']}" if ckpt.get("layer2_start_step") is not None else ""
     losses = " ".join(f"{k} {v:.3g}" for k, v in ckpt["losses"].items())
+    per_step = ckpt["train_seconds"] / max(int(ckpt["total_step"]), 1)
     console.print(f"wrote {method} checkpoint ({preset}, step {ckpt['total_step']} of {ckpt['steps']}{layer2}, "
-                  f"{ckpt['train_seconds']:.0f} s of training{f' on {world} processes' if world > 1 else ''}; "
-                  f"last losses: {losses}) to {out}")
+                  f"{ckpt['train_seconds']:.0f} s of training, {per_step:.3g} s/step on {device}"
+                  f"{f', on {world} processes' if world > 1 else ''}; last losses: {losses}) to {out}")
 
 
 @main.command("codebook")

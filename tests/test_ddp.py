@@ -13,7 +13,7 @@ from cmg_eval.data.synth.world import World
 from cmg_eval.encoders.loading import load_checkpoint
 from cmg_eval.errors import CmgError
 from cmg_eval.train.distributed import Ranks
-from cmg_eval.train.trainer import batch_items
+from cmg_eval.train.data import batch_items
 from conftest import cli
 
 SMALL = ["hidden=16", "ff_dim=16", "n_heads=2", "se_hidden=4", "video_output_dim=8", "audio_output_dim=8",

@@ -81,6 +81,20 @@ def test_each_method_trains_and_evaluates(pretrain_root, tmp_path, method):
     assert model.encoder.encode("text", example_inputs("text", batch=2)).shape[0] == 2
 
 
+@pytest.mark.parametrize("preset", ["tiny", "paper"])
+def test_quantizer_variants_share_dcids_objective(preset):
+    """FSQ, RVQ and SRCID differ from DCID by their quantizer (or second layer), not by losses or steps."""
+    from cmg_eval.train.layer import TERMS
+    from cmg_eval.train.presets import resolve_settings
+
+    keys = [f"{term}_weight" for term in TERMS] + ["steps", "epochs", "batch_size", "lr", "beta", "commit_cross",
+                                                  "cmcm_temperature"]
+    dcid = resolve_settings(preset, methods.get("dcid").defaults, ())
+    for name in ["dcid-fsq", "dcid-rvq2", "dcid-rvq3", "dcid-rvq4", "srcid"]:
+        settings = resolve_settings(preset, methods.get(name).defaults, ())
+        assert {k: settings[k] for k in keys} == {k: dcid[k] for k in keys}, name
+
+
 def test_srcid_switches_layer2_on(pretrain_root, tmp_path):
     early, late = tmp_path / "early.pt", tmp_path / "late.pt"
     switch = ["layer2_min_step=2", "layer2_max_step=3", "layer2_mi_threshold=1e9", "layer2_patience=1"]
@@ -101,6 +115,25 @@ def test_srcid_switches_layer2_on(pretrain_root, tmp_path):
     first, both = layer1.encoder.encode("video", video, "layer1"), concat.encoder.encode("video", video)
     assert both.shape[-1] == 2 * first.shape[-1] and torch.equal(both[..., :16], first)
     assert layer1.sha256 == concat.sha256 and layer1.identity != concat.identity
+
+
+@pytest.mark.parametrize("settings, shared", [((), False), (("shared_codebook=true",), True)])
+def test_srcid_codebook_layouts(pretrain_root, tmp_path, settings, shared):
+    """Default: one codebook per layer, each updated by its own layer; the ablation: one for both."""
+    out = tmp_path / "srcid.pt"
+    switch = ["layer2_min_step=1", "layer2_max_step=1"]
+    assert pretrain(pretrain_root, out, "srcid", "steps=3", *switch, *settings).exit_code == 0
+    ckpt = load_checkpoint(out)
+    state = ckpt["Encoder_parameters"]
+    assert tuple(state["Cross_quantizer.embedding"].shape) == ((24, 16) if shared else (2, 24, 16))
+    assert ckpt["config"]["shared_codebook"] is shared and ckpt["settings"]["shared_codebook"] is shared
+    if not shared:  # layer 2 ran two steps, layer 1 three: their EMA counts are separate and both moved
+        counts = state["Cross_quantizer.ema_count"]
+        assert counts[0].sum() > 0 and counts[1].sum() > 0 and not torch.equal(counts[0], counts[1])
+    model = load_model(str(out))
+    assert model.encoder.shared_codebook is shared
+    codes = model.encoder.encode_indices("audio", example_inputs("audio", batch=2, steps=10))
+    assert codes.shape == (2, 10, 2) and int(codes.max()) < 24
 
 
 def test_srcid_falls_back_to_max_step(pretrain_root, tmp_path):

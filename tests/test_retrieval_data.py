@@ -9,7 +9,7 @@ import torch
 
 from cmg_eval.data.captions import read_clotho, read_mscoco, read_msrvtt, token_lengths
 from cmg_eval.data.synth import retrieval as synth
-from cmg_eval.data.synth.world import World
+from cmg_eval.data.synth.world import LATENT_DIM, World
 from cmg_eval.data.zipfeat import write_feature_zip
 from cmg_eval.encoders.oracle import OracleEncoder
 from cmg_eval.errors import CmgError
@@ -179,3 +179,15 @@ def test_token_file_shape_is_checked(micro):
     with pytest.raises(CmgError) as error:
         ClothoAudioText().load(micro)
     assert str(path) in one_line(error) and "(N, 10, 768)" in str(error.value)
+
+
+def test_synthetic_retrieval_items_are_about_the_pretraining_categories():
+    """Zero-shot retrieval can only reward what pretraining aligned: each synthetic item sits around one of
+    the VGGSound-AVEL40k category prototypes, within the spread of its instance offset."""
+    from cmg_eval.data.synth.vggsound40k import categories
+
+    world = World(0)
+    prototypes = world.prototypes(categories())
+    latents = synth.item_latents(world, 200, np.random.default_rng(3))
+    distances = np.linalg.norm(latents[:, None, :] - prototypes[None], axis=2)
+    assert np.all(distances.min(axis=1) < 1.5 * synth.INSTANCE * np.sqrt(LATENT_DIM))

@@ -42,9 +42,12 @@ def spread_codebook(ckpt, scale=3.0):
     return ckpt
 
 
-@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("shared", [True, False, None])
 def test_srcid_layouts_load_and_pass_check_model(tmp_path, shared):
-    ckpt = spread_codebook(SrcidEncoder.init_checkpoint(0, {**SMALL, "shared_codebook": shared}))
+    """Per-layer codebooks (2, n, D) by default; one codebook for both layers (n, D) on request."""
+    config = SMALL if shared is None else {**SMALL, "shared_codebook": shared}
+    ckpt = spread_codebook(SrcidEncoder.init_checkpoint(0, config))
+    shared = bool(shared)
     expected = (12, 16) if shared else (2, 12, 16)
     assert tuple(ckpt["Encoder_parameters"]["Cross_quantizer.embedding"].shape) == expected
     model = load_model(str(write(tmp_path, ckpt, keep_method=False)))   # found by its key layout
@@ -71,7 +74,9 @@ def test_srcid_readouts(tmp_path):
 def test_srcid_layer1_is_the_dcid_path(tmp_path):
     ckpt = spread_codebook(SrcidEncoder.init_checkpoint(0, SMALL))
     srcid = load_model(str(write(tmp_path, ckpt))).encoder
-    dcid_state = {k: v for k, v in ckpt["Encoder_parameters"].items() if "_2." not in k}
+    # layer 1's codebook is the first of the per-layer stack
+    dcid_state = {k: v[0] if k.startswith("Cross_quantizer.") else v
+                  for k, v in ckpt["Encoder_parameters"].items() if "_2." not in k}
     dcid = load_model(str(write(tmp_path, {**ckpt, "Encoder_parameters": dcid_state, "method": "dcid"}, "d.pt"))).encoder
     video = example_inputs("video", batch=2, steps=3)
     assert torch.equal(srcid.encode("video", video, "layer1"), dcid.encode("video", video))

@@ -152,6 +152,22 @@ def test_fsq_index_round_trip_and_codebook_size():
         assert torch.allclose(out, fsq.codebook()[indices], atol=1e-6)
 
 
+def test_fsq_grid_is_where_it_rounds():
+    """CMCM's soft assignment for FSQ: the grid in level units holds, at each index, the integer point its
+    bounded projection rounds to, so the nearest grid point of a feature is its code."""
+    fsq = FsqQuantizer((5, 4, 3), dim=6)
+    grid = fsq.grid()
+    # 5 levels: -2..2; 4 levels (half-step offset): -2..1; 3 levels: -1..1; first level fastest
+    assert grid.shape == (60, 3) and grid[0].tolist() == [-2, -2, -1] and grid[1].tolist() == [-1, -2, -1]
+    assert grid[59].tolist() == [2, 1, 1]
+    with torch.no_grad():
+        features = 3 * torch.randn(50, 6, generator=generator(2))
+        bounded = fsq.bound(fsq.project_in(features))
+        indices = fsq(features)[1]
+        assert torch.equal(nearest_codes(bounded, grid.double()), indices)
+        assert torch.equal(grid[indices], torch.round(bounded))
+
+
 def test_fsq_straight_through_gradient():
     fsq = FsqQuantizer((5, 5), dim=2)
     scalars = torch.tensor([[0.1, -0.2]], requires_grad=True)

@@ -1,8 +1,9 @@
 """SRCID (two-layer MLVQ, docs/checkpoints.md SRCID layout) as a unified encoder.
 
 Layer 1 is DCID; layer 2 encodes layer 1's modal-specific features, so the full modal-specific
-encoders (including the large `Video_encoder`) are on the inference path. The codebook is shared
-`(n, hidden)` (the SRCID paper) or per layer `(2, n, hidden)` (the public MLVQ code).
+encoders (including the large `Video_encoder`) are on the inference path. Each layer has its own
+codebook, shared by the modalities: `(2, n, hidden)` (the SRCID paper's K x L x D with K = 2, and the
+public MLVQ code); checkpoints of the ablation with one codebook for both layers `(n, hidden)` load too.
 Readouts: `concat` (both layers' codes, the default), `layer1` (the paper's "SRCID (only1)"),
 `layer2`, `sum`.
 """
@@ -71,7 +72,7 @@ class SrcidEncoder(UnifiedEncoder):
     @classmethod
     def init_checkpoint(cls, seed: int, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
         cfg = DcidConfig.from_dict(config)
-        shared = bool((config or {}).get("shared_codebook", True))
+        shared = bool((config or {}).get("shared_codebook", False))
         return random_checkpoint(cls.name, seed, {**cfg.to_dict(), "shared_codebook": shared},
                                  lambda: AVTMLVQVAEEncoder(cfg, shared), cfg)
 

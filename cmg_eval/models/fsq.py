@@ -72,9 +72,16 @@ class FsqQuantizer(nn.Module):
         codes, indices = self.quantize_scalars(self.project_in(features))
         return self.project_out(codes), indices
 
+    def grid(self) -> torch.Tensor:
+        """Every grid point in level units (integers, before the rescale to [-1, 1]): (prod(levels), d)."""
+        weight = self.project_in.weight
+        codes = self.indices_to_codes(torch.arange(self.n_codes, device=weight.device)).to(weight.dtype)
+        return codes * self.level_tensors(codes)[1]
+
     def codebook(self) -> torch.Tensor:
         """Every grid point through `project_out`: (prod(levels), dim), row i = index i."""
-        return self.project_out(self.indices_to_codes(torch.arange(self.n_codes)).to(self.project_out.weight.dtype))
+        weight = self.project_out.weight
+        return self.project_out(self.indices_to_codes(torch.arange(self.n_codes, device=weight.device)).to(weight.dtype))
 
 
 class AVTFSQVAEEncoder(AVTVQVAEEncoder):

@@ -32,9 +32,10 @@ def layer2_widths(cfg: DcidConfig) -> dict[str, int]:
 
 
 class AVTMLVQVAEEncoder(AVTVQVAEEncoder):
-    """DCID plus layer-2 encoders; the codebook is shared `(n, hidden)` or per layer `(2, n, hidden)`."""
+    """DCID plus layer-2 encoders; one codebook per layer `(2, n, hidden)` (the paper and the public MLVQ
+    code) or, as an ablation, one for both layers `(n, hidden)`."""
 
-    def __init__(self, cfg: DcidConfig = DcidConfig(), shared_codebook: bool = True):
+    def __init__(self, cfg: DcidConfig = DcidConfig(), shared_codebook: bool = False):
         super().__init__(cfg)
         if not shared_codebook:
             self.Cross_quantizer = CrossQuantizer(cfg.n_embeddings, cfg.hidden, stack=2)

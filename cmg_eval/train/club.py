@@ -42,7 +42,7 @@ class CLUBSampleGroup(nn.Module):
         return ((-(mu - y) ** 2 / logvar.exp() - logvar).sum(-1) / 2).mean()
 
     def mi_est(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        permutation = torch.randperm(x.shape[0], generator=generator)
+        permutation = torch.randperm(x.shape[0], generator=generator, device="cpu")
         return mi_upper_bound(self.p_mu(x), self.p_logvar(x), y, permutation)
 
 
@@ -56,7 +56,7 @@ class Club:
     def fit(self, x: torch.Tensor, y: torch.Tensor, iters: int) -> float:
         """Maximise the log-likelihood of detached pairs; returns the last negative log-likelihood."""
         x, y = x.detach(), y.detach()
-        loss = torch.zeros(())
+        loss = torch.zeros((), device=x.device)
         for _ in range(iters):
             loss = -self.net.loglikeli(x, y)
             self.optimizer.zero_grad()

@@ -29,4 +29,4 @@ def cmcm_loss(features: dict[str, torch.Tensor], codebook: torch.Tensor, tempera
     codebook = codebook.detach()
     dists = {m: code_distribution(z, codebook, temperature) for m, z in features.items()}
     losses = [pair_loss(dists[a], dists[b]) for a, b in PAIRS if a in dists and b in dists]
-    return 0.5 * sum(losses) if losses else torch.zeros(())
+    return 0.5 * sum(losses) if losses else torch.zeros((), device=codebook.device)

@@ -35,9 +35,9 @@ class CrossCPC(nn.Module):
         """InfoNCE loss (to minimise) for a random context step t in [min_start, T - 1 - prediction_steps]."""
         steps = next(iter(features.values())).shape[1]
         batch = next(iter(features.values())).shape[0]
-        t = int(torch.randint(self.min_start, steps - self.prediction_steps, (1,), generator=generator))
+        t = int(torch.randint(self.min_start, steps - self.prediction_steps, (1,), generator=generator, device="cpu"))
         contexts = {m: getattr(self, f"{m}_ar_lstm")(features[m][:, :t + 1])[0][:, t] for m in self.modalities}
-        total = torch.zeros(())
+        total = torch.zeros((), device=contexts[self.modalities[0]].device)
         for k in range(self.prediction_steps):
             predictions = {m: getattr(self, f"{m}_predictors")[k](contexts[m]) for m in self.modalities}
             for target in self.modalities:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from cmg_eval.constants import FEATURE_TAILS, MAX_TEXT_TOKENS, TOKEN_DIM
 from cmg_eval.data.clipzips import ClipZips
@@ -102,6 +104,36 @@ class PretrainSet:
 
     def manifest_hash(self) -> str:
         return manifest_hash(manifest(self.files, self.root))
+
+
+def batch_items(seed: int, step: int, batch_size: int, n_clips: int) -> np.ndarray:
+    """Clip indices of `step`: epoch-wise permutations from (seed, epoch), last partial batch dropped."""
+    per_epoch = max(n_clips // batch_size, 1)
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n_clips)
+    return order[position * batch_size:(position + 1) * batch_size]
+
+
+class StepBatches(Dataset):
+    """Item `step` is that step's batch (or this process's `share` of it); numpy only, no torch random numbers."""
+
+    def __init__(self, data: PretrainSet, seed: int, batch_size: int,
+                 share: Callable[[np.ndarray], np.ndarray] = lambda items: items):
+        self.data, self.seed, self.batch_size, self.share = data, seed, batch_size, share
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        return self.data.batch(self.share(batch_items(self.seed, step, self.batch_size, len(self.data))))
+
+
+def step_loader(batches: StepBatches, first: int, last: int, workers: int = 0, pin_memory: bool = False
+                ) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of steps first..last-1 in order; with `workers` > 0 they are read ahead in worker processes
+    while the current step computes. The loader gets its own generator, so the training random state
+    (dropout, CPC step, resets) is the same with or without workers."""
+    loader = DataLoader(batches, batch_size=None, sampler=range(first, last), num_workers=workers,
+                        pin_memory=pin_memory, prefetch_factor=4 if workers else None,
+                        generator=torch.Generator().manual_seed(batches.seed))
+    return iter(loader)
 
 
 def load_pretrain_set(root: str | Path, preload: bool = True) -> PretrainSet:

@@ -27,7 +27,8 @@ class Layer:
     specific: Callable[[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]    # -> (decoder input, CLUB target)
     decode: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor]
     quantize: Callable[[dict[str, torch.Tensor]], Quantized]
-    codebook: Callable[[], torch.Tensor]
+    # CMCM's soft assignment: the features as the quantizer compares them with its codes, and those codes
+    code_space: Callable[[dict[str, torch.Tensor]], tuple[dict[str, torch.Tensor], torch.Tensor]]
     cpc: CrossCPC
     clubs: dict[str, Club]
 
@@ -45,7 +46,7 @@ def reconstruction(layer: Layer, modality: str, specific: torch.Tensor, code: to
     """MSE of the decoded modality; with `steps` > 0 on that many random time steps (decoders are per
     step, so this is an unbiased, cheaper estimate of the same loss)."""
     if 0 < steps < target.shape[1]:
-        keep = torch.randperm(target.shape[1])[:steps]
+        keep = torch.randperm(target.shape[1], device="cpu")[:steps]
         specific, code, target = specific[:, keep], code[:, keep], target[:, keep]
     return F.mse_loss(layer.decode(modality, specific, code), target)
 
@@ -74,5 +75,5 @@ def run_layer(layer: Layer, inputs: dict[str, torch.Tensor], targets: dict[str, 
     if weights["cpc"]:
         losses["cpc"] = layer.cpc(general)
     if weights["cmcm"]:
-        losses["cmcm"] = cmcm_loss(general, layer.codebook(), cmcm_temperature)
+        losses["cmcm"] = cmcm_loss(*layer.code_space(general), cmcm_temperature)
     return LayerResult({k: v * weights[k] for k, v in losses.items()}, quantized, specific, mi)

@@ -52,7 +52,7 @@ class DcidMethod:
         y_dims = {"video": cfg.video_dim, "audio": cfg.audio_output_dim, "text": cfg.text_output_dim}
         self.clubs = {m: self.make_club(y_dims[m]) for m in MODALITIES}
         self.layer1 = Layer(self.encoder.general, self.encoder.specific, self.decoder.decode, self.quantize,
-                            self.codebook, self.cpc, self.clubs)
+                            self.code_space, self.cpc, self.clubs)
 
     # ---------------------------------------------------------------- what subclasses change
     def make_encoder(self) -> nn.Module:
@@ -68,6 +68,10 @@ class DcidMethod:
 
     def codebook(self) -> torch.Tensor:
         return self.encoder.Cross_quantizer.embedding
+
+    def code_space(self, features: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """VQ compares the modal-general features themselves with its codewords."""
+        return features, self.codebook()
 
     def config(self) -> dict[str, Any]:
         """The checkpoint's `config`: widths, plus what the adapter needs to rebuild the layout."""

@@ -109,8 +109,12 @@ class EmaCodebook:
             dead[0] = active[0] = False
         if not dead.any() or not active.any():
             return 0
-        sources = torch.nonzero(active).squeeze(1)[torch.randint(int(active.sum()), (int(dead.sum()),))]
-        noise = torch.empty_like(self.embedding[dead]).uniform_(-RESET_NOISE, RESET_NOISE)
+        # drawn from the CPU generator on every device, so a GPU run draws the same numbers as a CPU run
+        picks = torch.randint(int(active.sum()), (int(dead.sum()),), device="cpu").to(self.embedding.device)
+        sources = torch.nonzero(active).squeeze(1)[picks]
+        noise = torch.empty(self.embedding[dead].shape, dtype=self.embedding.dtype, device="cpu")
+        noise = noise.uniform_(-RESET_NOISE, RESET_NOISE)
+        noise = noise.to(self.embedding.device)
         self.embedding[dead] = self.embedding[sources] + noise
         self.ema_weight[dead] = self.embedding[dead] * self.ema_count[dead, None]
         self.unactivated[dead] = 0
@@ -124,7 +128,8 @@ class ResetRule:
 
 
 def used_codes(indices: dict[str, torch.Tensor], size: int) -> torch.Tensor:
-    used = torch.zeros(size, dtype=torch.bool)
+    """(size,) bool mask of the codes any modality used, on the indices' device."""
+    used = torch.zeros(size, dtype=torch.bool, device=next(iter(indices.values())).device)
     for index in indices.values():
         used[index.reshape(-1)] = True
     return used

@@ -1,7 +1,10 @@
 """Synthetic caption-retrieval sets in the release formats: MSCOCO, MSRVTT 1k-A test, Clotho evaluation.
 
 Each item has an instance latent (a topic prototype plus an instance offset); its video or audio
-steps and its captions are rendered from it. A caption's words come from a synthetic vocabulary,
+steps and its captions are rendered from it. Topics are the VGGSound-AVEL40k categories: the World
+gives a name the same prototype in every dataset, so what pretraining aligns across modalities is
+what the captions and items are about (as real captions describe sounds and scenes that
+VGGSound's classes also cover). A caption's words come from a synthetic vocabulary,
 drawn with a preference for words whose vectors point along the item's text signal; its token
 features (`text_tokens.h5`) are the first 10 words rendered by the World's text map.
 """
@@ -16,10 +19,10 @@ import numpy as np
 
 from cmg_eval.constants import MAX_TEXT_TOKENS as MAX_TOKENS
 from cmg_eval.data.captions import TOKENS_FILE
+from cmg_eval.data.synth.vggsound40k import categories
 from cmg_eval.data.synth.world import LATENT_DIM, VOCAB_SIZE, World
 from cmg_eval.data.zipfeat import write_feature_zip
 
-N_TOPICS = 40
 INSTANCE = 2.0        # per-dimension spread of an item around its topic prototype
 STEP_JITTER = 2.0     # per video / audio step
 CAPTION_JITTER = 4.0  # per caption: what its words say differs from the item
@@ -47,8 +50,8 @@ def vocabulary() -> list[str]:
 
 def item_latents(world: World, n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, LATENT) instance latents: topic prototypes plus an instance offset."""
-    topics = world.prototypes([f"retrieval-topic-{i}" for i in range(N_TOPICS)])
-    return topics[rng.integers(0, N_TOPICS, n)] + INSTANCE * rng.normal(size=(n, LATENT_DIM))
+    topics = world.prototypes(categories())
+    return topics[rng.integers(0, len(topics), n)] + INSTANCE * rng.normal(size=(n, LATENT_DIM))
 
 
 def render_steps(world: World, latent: np.ndarray, steps: int, modality: str, rng: np.random.Generator) -> np.ndarray:

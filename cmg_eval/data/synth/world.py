@@ -19,6 +19,12 @@ NUISANCE_DIM = 8
 PROTOTYPE_NORM = 20.0
 SIGNAL_SCALE = 3.0 / PROTOTYPE_NORM
 VOCAB_SIZE = 1000
+# Size of the per-item nuisance (a fixed random 8-dim subspace per modality). Audio and video clips
+# vary in it from clip to clip in pretraining, so encoders learn to ignore it. Text in pretraining
+# is one fixed prompt per category (as the release's BERT prompts), so a large per-prompt nuisance
+# would be the easiest way to tell the 141 prompts apart, and a text encoder that keys on it maps any
+# other sentence of the same concept elsewhere: text features are mostly their meaning (BERT-like).
+NUISANCE_SCALE = {"video": 1.0, "audio": 1.0, "text": 0.1}
 BACKGROUND = "__background__"
 # Feature widths of the public releases: VGG19 pool5 maps, VGGish, BERT tokens.
 VIDEO_SHAPE = (7, 7, 512)
@@ -47,7 +53,8 @@ class World:
             "audio": rng.normal(0, scale, (LATENT_DIM, AUDIO_DIM)),
             "text": rng.normal(0, scale, (LATENT_DIM, TEXT_DIM)),
         }
-        self.nuisance = {m: rng.normal(0, 1.0, (NUISANCE_DIM, w.shape[1])) for m, w in self.signal.items()}
+        self.nuisance = {m: NUISANCE_SCALE[m] * rng.normal(0, 1.0, (NUISANCE_DIM, w.shape[1]))
+                         for m, w in self.signal.items()}
         self.offset = {"video": np.abs(rng.normal(0.5, 0.2, VIDEO_SHAPE[-1])), "audio": rng.normal(0, 0.5, AUDIO_DIM),
                        "text": np.zeros(TEXT_DIM)}
         self.word_vectors = rng.normal(0, 0.5, (VOCAB_SIZE, TEXT_DIM))

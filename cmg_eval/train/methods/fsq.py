@@ -15,7 +15,8 @@ from cmg_eval.train.quantizer import Quantized, fsq_quantize
 
 @register_method("dcid-fsq")
 class FsqMethod(DcidMethod):
-    """Commitment acts on the FSQ grid; CMCM scores against the implicit codebook (every grid point)."""
+    """Commitment acts on the FSQ grid; CMCM's soft assignment is over the grid points (the implicit codebook)
+    of the bounded projections, where FSQ rounds."""
 
     name = "dcid-fsq"
     defaults = {"all": {"fsq_levels": list(DEFAULT_LEVELS)}}
@@ -29,6 +30,11 @@ class FsqMethod(DcidMethod):
 
     def codebook(self) -> torch.Tensor:
         return self.encoder.Cross_quantizer.codebook()
+
+    def code_space(self, features: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """FSQ compares its bounded projections with the grid points, in level units (neighbours 1 apart)."""
+        fsq = self.encoder.Cross_quantizer
+        return {m: fsq.bound(fsq.project_in(z)) for m, z in features.items()}, fsq.grid()
 
     def config(self) -> dict[str, Any]:
         return {**self.cfg.to_dict(), "fsq_levels": list(self.settings["fsq_levels"])}

@@ -1,4 +1,8 @@
-"""DCID-RVQ-k: DCID with k residual codebooks (MM-EMA and reset per level, CMCM off as in the reference)."""
+"""DCID-RVQ-k: DCID with k residual codebooks (MM-EMA and reset per level).
+
+The losses and weights are DCID's, CMCM included (its soft assignment is over the first level's
+codebook, the coarse codes). The reference's RVQ class zeroes CMCM; `--set cmcm_weight=0` gives that.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ from cmg_eval.train.quantizer import EmaCodebook, Quantized, rvq_quantize
 
 class RvqMethod(DcidMethod):
     levels = 4
-    defaults = {"all": {"cmcm_weight": 0.0}}
 
     def make_encoder(self) -> nn.Module:
         return AVTRQVAEEncoder(self.cfg, self.levels)
@@ -28,7 +31,7 @@ class RvqMethod(DcidMethod):
                            cross=float(self.settings["commit_cross"]))
 
     def codebook(self) -> torch.Tensor:
-        return self.encoder.Cross_quantizer.embedding[0]  # CMCM, when switched on, scores the first level
+        return self.encoder.Cross_quantizer.embedding[0]  # CMCM's soft assignment: the first level
 
 
 for _levels in LEVELS:

@@ -22,11 +22,12 @@ from cmg_eval.train.warmstart import Layer2Switch
 
 @register_method("srcid")
 class SrcidMethod(DcidMethod):
-    """Two DCID layers; the codebook is shared by both (the paper) unless `shared_codebook=false`."""
+    """Two DCID layers, each with its own codebook shared by the three modalities (the paper's
+    e in R^{K x L x D}, K = 2 layers); `shared_codebook=true` gives both layers one codebook (an ablation)."""
 
     name = "srcid"
     defaults = {
-        "all": {"shared_codebook": True, "layer2_mi_threshold": 0.05, "layer2_patience": 20},
+        "all": {"shared_codebook": False, "layer2_mi_threshold": 0.05, "layer2_patience": 20},
         "tiny": {"layer2_min_step": 100, "layer2_max_step": 200},
         "paper": {"layer2_min_step": 500, "layer2_max_step": 1500, "layer2_patience": 100},
     }
@@ -37,7 +38,7 @@ class SrcidMethod(DcidMethod):
         self.cpc2 = CrossCPC(MODALITIES, cfg.hidden, cfg.hidden, int(settings["cpc_layers"]))
         self.clubs2 = {m: self.make_club(width) for m, width in layer2_widths(cfg).items()}
         self.layer2 = Layer(self.encoder.general2, self.specific2, self.decoder2.decode, self.quantize2,
-                            self.codebook2, self.cpc2, self.clubs2)
+                            lambda features: (features, self.codebook2()), self.cpc2, self.clubs2)
         self.switch = Layer2Switch(float(settings["layer2_mi_threshold"]), int(settings["layer2_patience"]),
                                    int(settings["layer2_min_step"]), int(settings["layer2_max_step"]))
 
