@@ -10,8 +10,8 @@ register_method("dcid")(DcidMethod)
 
 @register_method("cmcm")
 class CmcmMethod(DcidMethod):
-    """CMCM as the CMG authors re-implemented it on the DCID backbone (reference-model.md 5): recon +
-    commitment + CMCM."""
+    """CMCM as the DCID authors re-implemented it as a baseline on their own backbone (no public CMCM code
+    exists): DCID's objective with the mutual-information and CPC terms off, so recon + commitment + CMCM."""
 
     name = "cmcm"
     defaults = {"all": {"cpc_weight": 0.0, "mi_weight": 0.0}}
