@@ -1,4 +1,4 @@
-"""AVE -> AVVP cross-dataset, cross-modal localization (reference-protocol.md 3.3), the whole task in one file.
+"""AVE -> AVVP cross-dataset, cross-modal localization (docs/protocols.md, `## ave_avvp`), the whole task in one file.
 
 Train data: AVE features (`AVE-ECCV18-master/data/{visual,audio}_feature.h5`, read by the AVE task's reader and
 encoded split by split as it does, so both tasks share cache entries) with the 12-class labels
@@ -17,18 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
+from cmg_eval.data.ave import N_CLASSES as N_AVE_CLASSES
 from cmg_eval.data.ave import AveData, check_segment_labels, load_ave, read_order
 from cmg_eval.data.annotations import LabelMap, assign_folds, read_class_list, read_label_map
+from cmg_eval.constants import STEPS
 from cmg_eval.data.h5 import H5Array
 from cmg_eval.errors import CmgError
+from cmg_eval.headtask import Embed, Fold, HeadPlan, Labeled
+from cmg_eval.localization import STREAMS, LocalizationTask, Stream, load_stream, stream_files, stream_notes
 from cmg_eval.registry import register_task
-from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
-from tasks.avvp import (LOCALIZATION_DEFAULTS, LOCALIZATION_METRICS, STREAMS, Stream, detect, fit_paper,
-                        fit_selected, load_stream, localization_scored, rescore_localization, stream_files,
-                        stream_notes)
+from cmg_eval.task import FeatureSource, SourceRun
 
-STEPS = 10
-N_AVE_CLASSES = 28
 SELECTION_FOLDS = 5  # one fold of five (20%) of the AVE clips selects the epoch
 
 
@@ -53,7 +52,7 @@ class AveAvvpData:
                              modality=modality, n_items=len(order), batches=lambda size: features.iter_rows(order, size),
                              where=str(features.path), part="clips of ave_avvp_order.h5")
 
-    def embed_ave(self, job: SourceRun, modality: str) -> np.ndarray:
+    def embed_ave(self, embed: Embed, modality: str) -> np.ndarray:
         """Embeddings of the order's clips; encoded split by split as the AVE task encodes them when its splits
         cover them (one cache entry then serves both tasks), else as a source of their own."""
         where: dict[int, tuple[str, int]] = {}
@@ -61,21 +60,18 @@ class AveAvvpData:
             for row, clip in enumerate(clips.tolist()):
                 where.setdefault(clip, (split, row))
         if not all(clip in where for clip in self.order.tolist()):
-            return job.embed(self.source(modality))
-        encoded = {split: job.embed(self.ave.source(modality, split)) for split in self.ave.orders}
+            return embed(self.source(modality))
+        encoded = {split: embed(self.ave.source(modality, split)) for split in self.ave.orders}
         return np.stack([encoded[split][row] for split, row in (where[clip] for clip in self.order.tolist())])
 
 
 @register_task("ave_avvp")
-class AveAvvp(Task):
+class AveAvvp(LocalizationTask):
     """A localization head trained on AVE (12 shared classes), scored on AVVP clips of another modality."""
 
     name = "ave_avvp"
     version = "1"
-    primary_metric = "seg_f1"
-    metrics = LOCALIZATION_METRICS
-    directions = (("video", "audio"), ("audio", "video"), ("video", "video"), ("audio", "audio"))
-    defaults = dict(LOCALIZATION_DEFAULTS)
+    paper_metric = "legacy_f1"   # ave_avvp.py keeps the epoch with the best F1 and clips alpha with the head
 
     def load(self, data_root: Path) -> AveAvvpData:
         data_root = Path(data_root)
@@ -127,24 +123,11 @@ class AveAvvp(Task):
                                     {"ave": int(ave_clips[i]), **{k: int(v[i]) for k, v in stream_clips.items()}}
                                     for i, c in enumerate(data.classes)}}
 
-    def epochs(self, job: SourceRun) -> int:
+    def plan(self, data: AveAvvpData, job: SourceRun) -> HeadPlan:
+        """Clean: train on the AVE clips outside the selection fold, select on it, score every AVVP clip.
+        Paper (the reference): train on every AVE clip of the order, score every AVVP clip."""
+        ave = Labeled(lambda embed: data.embed_ave(embed, job.source), data.labels)
+        tests = {t: data.streams[t].labeled("avvp", t) for t in job.targets}
         if job.protocol == "paper":
-            return max(int(job.settings["epochs"]) - (job.checkpoint_epoch + 1), 0)
-        return int(job.settings["epochs"])
-
-    def rescore(self, data: AveAvvpData, predictions: dict[str, np.ndarray]) -> dict[str, float]:
-        return rescore_localization(predictions)
-
-    def run_source(self, job: SourceRun) -> dict[str, Scored]:
-        data: AveAvvpData = job.data
-        x_ave = data.embed_ave(job, job.source)
-        targets = {t: (job.embed(data.streams[t].source("avvp", t)), data.streams[t].table.labels)
-                   for t in job.targets}
-        if job.protocol == "paper":
-            # ave_avvp.py keeps the epoch with the best F1 and clips alpha with the other modules
-            return fit_paper(job, x_ave, data.labels, targets, "legacy_f1", clip_loss=True)
-        head = fit_selected(job, x_ave[~data.selection], data.labels[~data.selection], x_ave[data.selection],
-                            data.labels[data.selection], int(job.settings["epochs"]))
-        batch = int(job.settings["batch_size"])
-        return {t: localization_scored(labels, detect(head, inputs), np.arange(len(labels)), batch)
-                for t, (inputs, labels) in targets.items()}
+            return HeadPlan([Fold(ave)], tests)
+        return HeadPlan([Fold(ave.take(~data.selection), ave.take(data.selection))], tests)

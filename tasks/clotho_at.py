@@ -1,4 +1,4 @@
-"""Clotho evaluation zero-shot audio-text retrieval (reference-protocol.md 3.6), every clip and caption used.
+"""Clotho evaluation zero-shot audio-text retrieval (docs/protocols.md, `## clotho_at`), every clip and caption used.
 
 Data: `clotho2.1/clotho_captions_evaluation.csv` (`file_name`, `caption_1` .. `caption_5`) and
 `clotho2.1/feature/zip/<file_name without extension>.zip` (one pickled (T,128) array);

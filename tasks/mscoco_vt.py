@@ -1,4 +1,4 @@
-"""MSCOCO zero-shot image-text retrieval (reference-protocol.md 3.6), the ~5 captions of an image grouped.
+"""MSCOCO zero-shot image-text retrieval (docs/protocols.md, `## mscoco_vt`), the ~5 captions of an image grouped.
 
 Data: `MSCOCO/val_part_1.json` (`annotations`: `image_id`, `caption`) and
 `MSCOCO/feature/zip/<image_id zero-padded to 12 digits>.zip` (one pickled (T,7,7,512) array, T >= 1);

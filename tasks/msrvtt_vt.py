@@ -1,4 +1,5 @@
-"""MSR-VTT 1k-A test zero-shot video-text retrieval (reference-protocol.md 3.6; the reference ships no MSR-VTT code).
+"""MSR-VTT 1k-A test zero-shot video-text retrieval (docs/protocols.md, `## msrvtt_vt`; the reference ships no
+MSR-VTT code).
 
 Data: `MSRVTT/msrvtt_1kA_test.csv` (header `video_id,caption`, one row per caption) and
 `MSRVTT/feature/video/zip/<video_id>.zip` (one pickled (T,7,7,512) array); optional `MSRVTT/text_tokens.h5`.
