@@ -2,31 +2,24 @@
 
 A head (the reference `SegmentDecoder`: per segment Linear D->D, Linear D->classes + background) decides each
 segment and class by sigmoid > 0.5; metrics come from per-clip counts (`cmg_eval.metrics.localization`), so
-saved predictions rescore any subset of clips. Test clips are AVVP-style annotation streams: a tab-separated
-CSV of events per clip and one feature zip per clip (`load_stream`).
+saved predictions rescore any subset of clips. Test clips are AVVP-style annotation streams
+(`cmg_eval.data.streams`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from cmg_eval.constants import FEATURE_TAILS, STEPS
-from cmg_eval.data.annotations import EventTable, read_event_csv
-from cmg_eval.data.clipzips import ClipZips
+from cmg_eval.data.streams import Stream
 from cmg_eval.headtask import HEAD_DEFAULTS, HeadTask, Labeled
 from cmg_eval.heads import SegmentDecoder
 from cmg_eval.metrics import clip_counts, scores_from_counts
-from cmg_eval.task import FeatureSource, Scored
+from cmg_eval.task import Predictions, Scored
 
-STREAMS = {"audio": "audio", "video": "visual"}         # modality -> annotation stream
-FEATURES = {"audio": (FEATURE_TAILS["audio"], True, "VGGish audio"),   # per-step shape, padded, what
-            "video": (FEATURE_TAILS["video"], False, "VGG19 pool5 video")}
 LEGACY_BATCH = 80  # the reference's evaluation batch, for rescoring legacy numbers from saved predictions
 LOCALIZATION_METRICS = ("seg_f1", "seg_precision", "seg_recall", "seg_f1_bg", "event_f1",
                         "legacy_precision", "legacy_f1")
@@ -36,43 +29,9 @@ LOCALIZATION_METRICS = ("seg_f1", "seg_precision", "seg_recall", "seg_f1_bg", "e
 LOCALIZATION_DEFAULTS = {**HEAD_DEFAULTS, "epochs": 50, "lr": 1e-2}
 
 
-# ------------------------------------------------------------------------------------------ test streams
-
-
-@dataclass
-class Stream:
-    """One modality's annotated clips and their feature zips, row-aligned."""
-
-    table: EventTable
-    zips: ClipZips
-
-    def source(self, task: str, modality: str) -> FeatureSource:
-        zips = self.zips
-        return FeatureSource(key=f"{task}:{modality}:{zips.key()}", modality=modality, n_items=len(zips),
-                             batches=lambda size: zips.iter_rows(np.arange(len(zips)), size), where=str(zips.folder),
-                             part=f"data rows of {self.table.path.name} (item = row, from 0)")
-
-    def labeled(self, task: str, modality: str) -> Labeled:
-        """Every clip of the stream with its (steps, classes + 1) segment labels."""
-        return Labeled(self.source(task, modality), self.table.labels)
-
-
-def load_stream(csv_path: Path, classes: list[str], feature_root: Path, modality: str) -> Stream:
-    """An annotation CSV and the `<feature_root>/<modality>/zip/<id>.zip` files of its clips."""
-    table = read_event_csv(csv_path, classes, STEPS)
-    tail, pad, what = FEATURES[modality]
-    zips = ClipZips(feature_root / modality / "zip", table.feature_ids(), table.names, tail, table.path, table.lines,
-                    pad=pad, steps=STEPS, what=what)
-    return Stream(table, zips)
-
-
-def stream_notes(streams: dict[str, Stream]) -> dict:
-    """Rows per annotation stream holding a zero-length event (onset == offset: it labels no segment)."""
-    return {"zero_length_event_rows": {STREAMS[m]: s.table.zero_length_rows for m, s in streams.items()}}
-
-
-def stream_files(streams: dict[str, Stream]) -> list[Path]:
-    return [path for s in streams.values() for path in (s.table.path, *s.zips.paths())]
+def stream_labeled(stream: Stream, task: str, modality: str) -> Labeled:
+    """Every clip of an annotation stream with its (steps, classes + 1) segment labels."""
+    return Labeled(stream.source(task, modality), stream.table.labels)
 
 
 # ------------------------------------------------------------------------------------------ losses and the task
@@ -101,7 +60,7 @@ class ExpLogLoss(nn.Module):
 def localization_scored(labels: np.ndarray, decisions: np.ndarray, items: np.ndarray, batch_size: int) -> Scored:
     """Scores and per-item predictions (with per-clip counts, so subsets rescore by summing)."""
     counts = clip_counts(labels > 0.5, decisions)
-    predictions = {"item": items, "y_true": labels > 0.5, "y_pred": decisions, "counts": counts}
+    predictions = Predictions(items, {"y_true": labels > 0.5, "y_pred": decisions, "counts": counts})
     return Scored(scores_from_counts(counts, batch_size), len(items), predictions)
 
 
@@ -109,8 +68,6 @@ class LocalizationTask(HeadTask):
     """A segment head: BCE and the best seg_f1 epoch (clean); BCE + ExpLogLoss and the best legacy
     (batch-weighted) `paper_metric` epoch per target (paper), as the reference's scripts."""
 
-    primary_metric = "seg_f1"
-    metrics = LOCALIZATION_METRICS
     defaults = LOCALIZATION_DEFAULTS
     select_metric = "seg_f1"
 
@@ -137,5 +94,5 @@ class LocalizationTask(HeadTask):
               batch_size: int) -> Scored:
         return localization_scored(labels, decisions, items, batch_size)
 
-    def rescore(self, data: Any, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+    def rescore(self, data: Any, predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
         return scores_from_counts(predictions["counts"], LEGACY_BATCH)

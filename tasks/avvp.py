@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from cmg_eval.data.annotations import assign_folds_multilabel, read_class_list
+from cmg_eval.data.streams import STREAMS, Stream, load_stream, stream_files, stream_notes
 from cmg_eval.errors import CmgError
-from cmg_eval.headtask import Fold, HeadPlan
-from cmg_eval.localization import STREAMS, LocalizationTask, Stream, load_stream, stream_files, stream_notes
+from cmg_eval.headtask import HEAD_DIRECTIONS, Fold, HeadPlan
+from cmg_eval.localization import LOCALIZATION_METRICS, LocalizationTask, stream_labeled
 from cmg_eval.registry import register_task
-from cmg_eval.task import SourceRun
+from cmg_eval.task import SourceRun, TaskMeta
 
 N_FOLDS = 5
 
@@ -47,8 +48,13 @@ class AvvpData:
 class Avvp(LocalizationTask):
     """Segment-level event localization: a head trained on one modality's events, scored on another's."""
 
-    name = "avvp"
-    version = "1"
+    meta = TaskMeta(name="avvp", version="1", primary_metric="seg_f1", metrics=LOCALIZATION_METRICS,
+                    directions=HEAD_DIRECTIONS,
+                    reference="Tian, Li, Xu: Unified Multisensory Perception: Weakly-Supervised Audio-Visual Video "
+                              "Parsing, ECCV 2020",
+                    files=("AVVP/data/AVVP_Categories.txt",
+                           "AVVP/data/AVVP_eval_{audio,visual}_checked_combined.csv",
+                           "AVVP/feature/{audio,video}/zip/*.zip"))
     paper_metric = "legacy_precision"   # NEU avvp.py keeps the epoch with the best precision
     clip_loss = False                   # and leaves the loss weights unclipped
 
@@ -87,8 +93,8 @@ class Avvp(LocalizationTask):
     def plan(self, data: AvvpData, job: SourceRun) -> HeadPlan:
         """Clean: for each fold k, train on three source folds, select on fold k+1, score fold k of every target.
         Paper (the reference): train on every source clip, score every target clip."""
-        tests = {t: data.streams[t].labeled(self.name, t) for t in job.targets}
-        source = data.streams[job.source].labeled(self.name, job.source)
+        tests = {t: stream_labeled(data.streams[t], self.name, t) for t in job.targets}
+        source = stream_labeled(data.streams[job.source], self.name, job.source)
         if job.protocol == "paper":
             return HeadPlan([Fold(source)], tests)
         folds, source_folds = [], data.folds[job.source]

@@ -1,6 +1,6 @@
 """UCF101 (video) <-> VGGSound-AVEL40k (audio) cross-dataset classification (docs/protocols.md, `## ucf_vgg`).
 
-Data under `feature_extractor/feature_extractor/`: `ucf2vggsound.csv` (`category, video_id`),
+Data (`cmg_eval.data.ucf_vgg`) under `feature_extractor/feature_extractor/`: `ucf2vggsound.csv` (`category, video_id`),
 `vggsound2ucf.csv` (`category, video_id`; its `split` column, if any, is ignored, as the reference), and the
 class lists `UCF101sameVGGSound.txt` / `VGGSoundsameUCF101.txt` (16 lines in the paper), paired by line
 position as the reference pairs them; the versioned `ucf_vgg` label map only names classes, and its
@@ -11,98 +11,39 @@ by repeating the last step or truncated to 10. Head: the reference `Semantic_Dec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cmg_eval.constants import FEATURE_TAILS, STEPS
-from cmg_eval.data.annotations import (ClipTable, LabelMap, assign_folds, read_class_list, read_clip_csv,
-                                       read_label_map)
-from cmg_eval.data.clipzips import ClipZips
+from cmg_eval.data.ucf_vgg import DATASETS, LISTS, N_FOLDS, UcfVggData, load_ucf_vgg
 from cmg_eval.errors import CmgError
-from cmg_eval.headtask import Fold, HeadPlan, HeadTask, Labeled
+from cmg_eval.headtask import CLASSIFICATION_METRICS, HEAD_DIRECTIONS, Fold, HeadPlan, HeadTask, Labeled
 from cmg_eval.registry import register_task
-from cmg_eval.task import FeatureSource, SourceRun
+from cmg_eval.task import SourceRun, TaskMeta
 
-N_FOLDS = 5
 TEST_FOLD, SELECTION_FOLD = 0, 1   # same-modality rows score fold 0; fold 1 selects; the rest trains
-LISTS = Path("feature_extractor") / "feature_extractor"
-# modality -> dataset name, clip CSV, its columns, class list, feature folder, per-step shape
-DATASETS = {
-    "video": ("UCF101", "ucf2vggsound.csv", ("category", "video_id"), "UCF101sameVGGSound.txt",
-              Path("UCF101") / "feature" / "video" / "zip", FEATURE_TAILS["video"]),
-    "audio": ("VGGSound", "vggsound2ucf.csv", ("category", "video_id"), "VGGSoundsameUCF101.txt",
-              Path("vggsound40k") / "feature" / "audio" / "zip", FEATURE_TAILS["audio"]),
-}
-
-
-@dataclass
-class Dataset:
-    """One side: its clips, their feature zips and their folds."""
-
-    name: str
-    table: ClipTable
-    zips: ClipZips
-    folds: np.ndarray
-
-    def source(self, modality: str) -> FeatureSource:
-        zips = self.zips
-        return FeatureSource(key=f"ucf_vgg:{modality}:{zips.key()}", modality=modality, n_items=len(zips),
-                             batches=lambda size: zips.iter_rows(np.arange(len(zips)), size), where=str(zips.folder),
-                             part=f"data rows of {self.table.path.name} (item = row, from 0)")
-
-    def labeled(self, modality: str) -> Labeled:
-        return Labeled(self.source(modality), self.table.labels)
-
-
-@dataclass
-class UcfVggData:
-    root: Path
-    classes: dict[str, list[str]]   # modality -> class list (line i of both lists is class i)
-    datasets: dict[str, Dataset]    # modality -> dataset
-    label_map: LabelMap
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes["video"])
-
-
-def read_paired_lists(lists: Path) -> dict[str, list[str]]:
-    """Both class lists; line i of one pairs with line i of the other, so their lengths must agree."""
-    classes = {m: read_class_list(lists / spec[3], spec[0]) for m, spec in DATASETS.items()}
-    if len(classes["video"]) != len(classes["audio"]):
-        raise CmgError(f"{lists / DATASETS['audio'][3]}: {len(classes['audio'])} classes, but "
-                       f"{DATASETS['video'][3]} has {len(classes['video'])}; expected lists paired line by line")
-    return classes
-
-
-def load_dataset(root: Path, modality: str, classes: list[str]) -> Dataset:
-    name, csv_name, columns, list_name, folder, tail = DATASETS[modality]
-    table = read_clip_csv(root / LISTS / csv_name, columns, classes, root / LISTS / list_name)
-    zips = ClipZips(root / folder, table.ids, table.ids, tail, table.path, table.lines, pad=True, steps=STEPS,
-                    what=f"{name} {modality} features")
-    return Dataset(name, table, zips, assign_folds(table.ids, N_FOLDS, "ucf_vgg", table.labels))
 
 
 @register_task("ucf_vgg")
 class UcfVgg(HeadTask):
     """Clip classification across datasets and modalities: UCF101 video <-> VGGSound audio, 16 shared classes."""
 
-    name = "ucf_vgg"
-    version = "1"
+    meta = TaskMeta(name="ucf_vgg", version="1", primary_metric="accuracy", metrics=CLASSIFICATION_METRICS,
+                    directions=HEAD_DIRECTIONS,
+                    reference="Xia et al.: Achieving Cross Modal Generalization with Multimodal Unified "
+                              "Representation, NeurIPS 2023 (UCF101: Soomro et al. 2012; VGGSound: Chen et al., "
+                              "ICASSP 2020)",
+                    files=("feature_extractor/feature_extractor/{ucf2vggsound,vggsound2ucf}.csv",
+                           "feature_extractor/feature_extractor/{UCF101sameVGGSound,VGGSoundsameUCF101}.txt",
+                           "UCF101/feature/video/zip/*.zip", "vggsound40k/feature/audio/zip/*.zip"))
     # HEAD_DEFAULTS: the reference's head training (30 epochs), the clean protocol at 2e-3 (4e-4, the paper
     # protocol's `paper_lr`, leaves the head under-trained on a few batches per epoch).
 
     def load(self, data_root: Path) -> UcfVggData:
-        root = Path(data_root)
-        classes = read_paired_lists(root / LISTS)
-        datasets = {m: load_dataset(root, m, classes[m]) for m in DATASETS}
-        return UcfVggData(root, classes, datasets, read_label_map("ucf_vgg"))
+        return load_ucf_vgg(data_root)
 
     def files(self, data: UcfVggData) -> list[Path]:
-        lists = [data.root / LISTS / spec[3] for spec in DATASETS.values()]
-        return [*lists, data.label_map.path, *(p for d in data.datasets.values() for p in (d.table.path, *d.zips.paths()))]
+        return data.files()
 
     def feature_readers(self, data: UcfVggData) -> list:
         return [d.zips for d in data.datasets.values()]
@@ -129,13 +70,13 @@ class UcfVgg(HeadTask):
         same-modality row, the source dataset's held-out fold 0. Paper (the reference): train on every source clip,
         score every target clip (the source's own clips for the same-modality row)."""
         source = data.datasets[job.source]
-        every = {t: data.datasets[t].labeled(t) for t in job.targets}
+        every = {t: Labeled(data.datasets[t].source(t), data.datasets[t].table.labels) for t in job.targets}
+        labeled = Labeled(source.source(job.source), source.table.labels)
         if job.protocol == "paper":
-            return HeadPlan([Fold(source.labeled(job.source))], every)
+            return HeadPlan([Fold(labeled)], every)
         fit, select = source.folds > SELECTION_FOLD, source.folds == SELECTION_FOLD
         if not fit.any() or not select.any():
             raise CmgError(f"{source.table.path}: {len(source.folds)} clips are too few for {N_FOLDS} folds")
         tests = {t: every[t].take(np.flatnonzero(source.folds == TEST_FOLD)) if t == job.source else every[t]
                  for t in job.targets}
-        labeled = source.labeled(job.source)
         return HeadPlan([Fold(labeled.take(fit), labeled.take(select))], tests)
