@@ -23,6 +23,7 @@ setup(
         "h5py",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "hypothesis", "scikit-learn"],   # scikit-learn: cross-checks in tests "text": ["transformers>=4.40"]},
+    # scikit-learn: only the cross-check tests use it
+    extras_require={"test": ["pytest", "hypothesis", "scikit-learn"], "text": ["transformers>=4.40"]},
     entry_points={"console_scripts": ["cmg-eval=cmg_eval.cli:main"]},
 )
