@@ -7,11 +7,14 @@ setup(
     version="0.1.0",
     description="Cross-modal generalization evaluation of unified audio/video/text encoders",
     python_requires=">=3.11",
-    packages=find_packages(include=["cmg_eval", "cmg_eval.*", "tasks", "tasks.*"]),
+    # the top-level `tasks/` folder installs as `cmg_eval.tasks`, never as a top-level `tasks` package (a user
+    # project's own `tasks` module would collide with it)
+    packages=[*find_packages(include=["cmg_eval", "cmg_eval.*"]), "cmg_eval.tasks"],
+    package_dir={"cmg_eval.tasks": "tasks"},
     package_data={"cmg_eval.data": ["labelmaps/*.json"]},
     install_requires=[
         "torch>=2.13",
-        "scikit-learn",
+        "scipy",            # bootstrap, permutation and binomial tests (cmg_eval.compare)
         "torchmetrics",
         "pandas",
         "click",
@@ -20,6 +23,7 @@ setup(
         "h5py",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "hypothesis"], "text": ["transformers>=4.40"]},
+    # scikit-learn: only the cross-check tests use it
+    extras_require={"test": ["pytest", "hypothesis", "scikit-learn"], "text": ["transformers>=4.40"]},
     entry_points={"console_scripts": ["cmg-eval=cmg_eval.cli:main"]},
 )

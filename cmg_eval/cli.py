@@ -140,13 +140,15 @@ def list_registered(what: str | None) -> None:
 
     if what in (None, "tasks"):
         table = Table(title="tasks")
-        for column in ("name", "primary metric", "directions"):
+        for column in ("name", "version", "primary metric", "directions", "in average"):
             table.add_column(column)
-        for name in registry.tasks.names():
-            task = registry.tasks.get(name)
-            table.add_row(name, task.primary_metric, ", ".join(f"{s[0].upper()}->{t[0].upper()}"
-                                                                for s, t in task.directions))
+        metas = [registry.tasks.get(name).meta for name in registry.tasks.names()]
+        for meta in metas:
+            table.add_row(meta.name, meta.version, meta.primary_metric, ", ".join(meta.to_json()["directions"]),
+                          "yes" if meta.in_average else "no")
         console.print(table)
+        for meta in metas:
+            console.print(f"{meta.name}: {meta.reference}", markup=False, highlight=False)
     if what in (None, "encoders"):
         table = Table(title="encoders")
         table.add_column("name")

@@ -7,62 +7,60 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from scipy import stats
 
 from cmg_eval.errors import CmgError
+from cmg_eval.task import Scored, Task
 
 Rescore = Callable[[np.ndarray], float]  # metric value on the items at these indices
 
 
-def bootstrap_indices(n_items: int, resamples: int, seed: int) -> np.ndarray:
-    """(resamples, n_items) item indices drawn with replacement from a seeded generator."""
-    return np.random.default_rng(seed).integers(0, n_items, (resamples, n_items))
+def _percentile_bootstrap(statistic: Rescore, n_items: int, resamples: int, seed: int, level: float) -> tuple[float, float]:
+    """scipy's percentile bootstrap of `statistic(item indices)` over items resampled with replacement."""
+    result = stats.bootstrap((np.arange(n_items),), statistic, n_resamples=resamples, vectorized=False,
+                             confidence_level=level, method="percentile", random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def bootstrap_interval(rescore: Rescore, n_items: int, resamples: int = 1000, seed: int = 0,
                        level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of the metric over item resamples."""
-    values = np.array([rescore(idx) for idx in bootstrap_indices(n_items, resamples, seed)])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_bootstrap(rescore, n_items, resamples, seed, level)
 
 
 def paired_bootstrap(rescore_a: Rescore, rescore_b: Rescore, n_items: int, resamples: int = 1000,
                      seed: int = 0, level: float = 0.95) -> dict[str, float]:
     """Difference a - b with items resampled together: point value and percentile interval."""
+    low, high = _percentile_bootstrap(lambda idx: rescore_a(idx) - rescore_b(idx), n_items, resamples, seed, level)
     everything = np.arange(n_items)
-    diffs = np.array([rescore_a(idx) - rescore_b(idx) for idx in bootstrap_indices(n_items, resamples, seed)])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(diffs, [tail, 100 - tail])
-    return {"diff": float(rescore_a(everything) - rescore_b(everything)), "ci_low": float(low), "ci_high": float(high)}
+    return {"diff": float(rescore_a(everything) - rescore_b(everything)), "ci_low": low, "ci_high": high}
 
 
 def paired_permutation_p(statistic: Callable[[np.ndarray], float], n_items: int, resamples: int = 1000,
                          seed: int = 0, exact_below: int = 12) -> float:
-    """Two-sided p-value of a paired swap test.
+    """Two-sided p-value of a paired swap test (scipy's `permutation_test`): every swap enumerated for at most
+    `exact_below` items, seeded Monte Carlo otherwise.
 
-    `statistic(swap)` is the metric difference a - b after swapping the two models' predictions
-    on items where `swap` is True. Exact enumeration for few items, seeded Monte Carlo otherwise.
+    `statistic(swap)` is the metric difference a - b after swapping the two models' predictions on items where
+    `swap` is True; p is the share of swaps whose |difference| reaches the observed one.
     """
-    observed = abs(statistic(np.zeros(n_items, bool)))
-    if n_items <= exact_below:
-        swaps = ((np.arange(2 ** n_items)[:, None] >> np.arange(n_items)) & 1).astype(bool)
-        values = np.abs([statistic(s) for s in swaps])
-        return float(np.mean(values >= observed - 1e-12))
-    rng = np.random.default_rng(seed)
-    values = np.abs([statistic(rng.random(n_items) < 0.5) for _ in range(resamples)])
-    return float((1 + np.sum(values >= observed - 1e-12)) / (1 + resamples))
+    def absolute(first: np.ndarray, second: np.ndarray) -> float:   # item i of the first sample: i (a) or n + i (b)
+        return abs(statistic(first >= n_items))
+
+    result = stats.permutation_test((np.arange(n_items), np.arange(n_items) + n_items), absolute,
+                                    permutation_type="samples", vectorized=False,
+                                    n_resamples=np.inf if n_items <= exact_below else resamples,
+                                    alternative="greater", random_state=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact McNemar test (two-sided binomial on the discordant pairs)."""
+    """Exact McNemar test: scipy's two-sided binomial test on the discordant pairs."""
     only_a = int(np.sum(correct_a & ~correct_b))
     only_b = int(np.sum(~correct_a & correct_b))
-    n = only_a + only_b
-    if n == 0:
+    if only_a + only_b == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2 ** n
-    return float(min(1.0, 2 * tail))
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
 # ------------------------------------------------------------------------------------------ the gate
@@ -214,23 +212,14 @@ BOOTSTRAP_SEED = 0
 SIGNIFICANCE = 0.05
 
 
-def take(predictions: dict[str, np.ndarray], items: np.ndarray, swap_from: dict[str, np.ndarray] | None = None,
-         swap: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Predictions restricted to `items`; where `swap` is set, the other model's predictions instead."""
-    if swap_from is None:
-        return {key: value[items] for key, value in predictions.items()}
-    return {key: np.where(swap.reshape(-1, *([1] * (value.ndim - 1))), swap_from[key], value)
-            for key, value in predictions.items()}
-
-
-def seed_mean_metric(task: Any, data: Any, runs: list, metric: str) -> Rescore | None:
+def seed_mean_metric(task: Task, data: Any, runs: list[Scored], metric: str) -> Rescore | None:
     """items -> the metric on those items, averaged over head seeds; None if the task cannot rescore."""
-    if not runs[0].predictions or task.rescore(data, runs[0].predictions) is None:
+    if runs[0].predictions is None or task.rescore(data, runs[0].predictions) is None:
         return None
-    return lambda items: float(np.mean([task.rescore(data, take(r.predictions, items))[metric] for r in runs]))
+    return lambda items: float(np.mean([task.rescore(data, r.predictions.take(items))[metric] for r in runs]))
 
 
-def add_interval(rows: list[dict[str, Any]], task: Any, data: Any, runs: list, resamples: int) -> None:
+def add_interval(rows: list[dict[str, Any]], task: Task, data: Any, runs: list[Scored], resamples: int) -> None:
     """95% bootstrap interval over items for the primary-metric row (seeds averaged)."""
     for row in rows:
         row["ci_low"] = row["ci_high"] = None
@@ -240,12 +229,13 @@ def add_interval(rows: list[dict[str, Any]], task: Any, data: Any, runs: list, r
                 row["ci_low"], row["ci_high"] = bootstrap_interval(score, runs[0].n_items, resamples, BOOTSTRAP_SEED)
 
 
-def same_items(first: list, second: list) -> bool:
-    items = [r.predictions.get("item") for r in (*first, *second)]
-    return len(first) == len(second) and all(i is not None and np.array_equal(i, items[0]) for i in items)
+def same_items(first: list[Scored], second: list[Scored]) -> bool:
+    runs = (*first, *second)
+    return len(first) == len(second) and all(r.predictions is not None for r in runs) and \
+        all(np.array_equal(r.predictions.item, runs[0].predictions.item) for r in runs)
 
 
-def compare_models(task: Any, data: Any, by_model: dict[str, list], values: dict[str, float],
+def compare_models(task: Task, data: Any, by_model: dict[str, list[Scored]], values: dict[str, float],
                    resamples: int) -> list[dict[str, Any]]:
     """The best model of one column against each other model on the same items: paired tests."""
     metric = task.primary_metric
@@ -260,16 +250,15 @@ def compare_models(task: Any, data: Any, by_model: dict[str, list], values: dict
 
         def swapped_difference(swap: np.ndarray) -> float:
             every = np.arange(n)
-            left = [task.rescore(data, take(ra.predictions, every, rb.predictions, swap))[metric] for ra, rb in zip(a, b)]
-            right = [task.rescore(data, take(rb.predictions, every, ra.predictions, swap))[metric] for ra, rb in zip(a, b)]
+            left = [task.rescore(data, ra.predictions.swapped(rb.predictions, swap))[metric] for ra, rb in zip(a, b)]
+            right = [task.rescore(data, rb.predictions.swapped(ra.predictions, swap))[metric] for ra, rb in zip(a, b)]
             return float(np.mean(left) - np.mean(right))
 
         entry = {"task": task.name, "metric": metric, "best": best, "other": other,
                  **paired_bootstrap(score_a, score_b, n, resamples, BOOTSTRAP_SEED),
                  "p_permutation": paired_permutation_p(swapped_difference, n, resamples, BOOTSTRAP_SEED)}
-        if {"y_true", "y_pred"} <= set(a[0].predictions) and a[0].predictions["y_pred"].ndim == 1:
-            correct = [np.mean([r.predictions["y_pred"] == r.predictions["y_true"] for r in runs], 0) >= 0.5
-                       for runs in (a, b)]
+        if a[0].predictions.class_labels() is not None:
+            correct = [np.mean([np.equal(*r.predictions.class_labels()) for r in runs], 0) >= 0.5 for runs in (a, b)]
             entry["p_mcnemar"] = mcnemar_p(*correct)
         entry["significant"] = entry["p_permutation"] < SIGNIFICANCE
         out.append(entry)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -21,9 +21,11 @@ from cmg_eval.data.manifest import fingerprint
 from cmg_eval.constants import FEATURE_TAILS as INPUT_TAIL
 from cmg_eval.errors import CmgError
 from cmg_eval.metrics.retrieval import chance_per_query, cosine_retrieval, pad_positives, summarize
-from cmg_eval.task import FeatureSource, Scored, SourceRun, Task, direction_name
+from cmg_eval.task import FeatureSource, Predictions, Scored, SourceRun, Task, direction_name
 from cmg_eval.text import make_featurizer
 
+RETRIEVAL_METRICS = ("r1", "r5", "r10", "r50", "medr", "meanr", "map10", "r10_chance")
+RETRIEVAL_LOWER_IS_BETTER = ("medr", "meanr")
 TEXT_FEATURES = "auto"   # auto: text_tokens.h5 when present, else the bert featurizer; file; or a featurizer name
 
 
@@ -104,10 +106,6 @@ class RetrievalData:
 class RetrievalTask(Task):
     """Zero-shot retrieval between items (video or audio) and their captions; no head, run once."""
 
-    version = "1"
-    primary_metric = "r10"
-    metrics = ("r1", "r5", "r10", "r50", "medr", "meanr", "map10", "r10_chance")
-    lower_is_better = ("medr", "meanr")
     seeded = False
     defaults = {"text_features": TEXT_FEATURES, "text_model": "bert-base-uncased"}
     # Set by each dataset's task file.
@@ -163,17 +161,16 @@ class RetrievalTask(Task):
                 "captions_per_item": [int(counts.min()), int(counts.max())], "text_features": text,
                 "chance": chance}
 
-    def rescore(self, data: RetrievalData, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+    def rescore(self, data: RetrievalData, predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
         return {**summarize(predictions), "r10_chance": 100.0 * float(np.mean(predictions["chance10"]))}
 
     def _embed(self, job: SourceRun, modality: str) -> np.ndarray:
         """Pooled embeddings (N, D) in item (or caption) order."""
         data: RetrievalData = job.data
-        strict = not getattr(job.embed, "mask_nonfinite", False)
         if modality == "text":
-            source, order = data.text_source(job.settings, strict)
+            source, order = data.text_source(job.settings, job.strict)
         else:
-            source, order = data.item_source(strict)
+            source, order = data.item_source(job.strict)
         rows = job.embed(source)
         out = np.empty_like(rows)
         out[order] = rows
@@ -186,8 +183,8 @@ class RetrievalTask(Task):
         scored = {}
         for target in job.targets:
             gallery = self._embed(job, target)
-            predictions = cosine_retrieval(queries, gallery, positives)
-            predictions["chance10"] = chance_per_query(len(gallery), (positives >= 0).sum(1))["r10"]
-            predictions["item"] = np.arange(len(queries))
+            arrays = cosine_retrieval(queries, gallery, positives)
+            arrays["chance10"] = chance_per_query(len(gallery), (positives >= 0).sum(1))["r10"]
+            predictions = Predictions(np.arange(len(queries)), arrays)
             scored[target] = Scored(self.rescore(data, predictions), len(queries), predictions)
         return scored

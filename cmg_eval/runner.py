@@ -25,11 +25,11 @@ from cmg_eval.cache import EmbeddingCache
 from cmg_eval.codebook import codebook_report
 from cmg_eval.compare import BOOTSTRAP_SEED, SIGNIFICANCE, add_interval, compare_models
 from cmg_eval.data.manifest import manifest, manifest_hash
+from cmg_eval.dropout import DropoutEncoding, check_dropout
 from cmg_eval.embedder import Embedder, check_device
 from cmg_eval.encoders.base import LoadedModel
 from cmg_eval.encoders.loading import check_labels, load_model, parse_ckpt_spec
 from cmg_eval.errors import CmgError
-from cmg_eval.heads import on_device
 from cmg_eval.io import atomic_write, folder_name, writable_folder, write_json
 from cmg_eval.jobs import Job, JobStore, fingerprint
 from cmg_eval.provenance import git_commit, peak_rss_mib, versions
@@ -170,11 +170,24 @@ def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> 
     datasets = {name: task.load(config.data_root) for name, task in tasks.items()}
     files = manifest([f for name, task in tasks.items() for f in task.files(datasets[name])], config.data_root)
     check_directions(config.directions, tasks)
+    check_encode_mode(config.protocol, settings)
     jobs, skipped = plan_jobs(models, tasks, seeds, config.directions)
     fingerprints = job_fingerprints({"models": models, "tasks": tasks, "settings": settings,
                                      "protocol": config.protocol, "data_hash": manifest_hash(files),
                                      "allow_nonfinite": config.allow_nonfinite, "device": config.device}, jobs)
     return Plan(config, tasks, datasets, settings, seeds, models, jobs, fingerprints, skipped, files), loaded
+
+
+def encode_modes(settings: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Task -> how its training embeddings were encoded ("eval": cached, eval mode; "train": dropout active)."""
+    return {name: values.get("encode_mode", "eval") for name, values in settings.items()}
+
+
+def check_encode_mode(protocol: str, settings: dict[str, dict[str, Any]]) -> None:
+    train = [name for name, mode in encode_modes(settings).items() if mode == "train"]
+    if train and protocol != "paper":
+        raise CmgError(f"--set encode_mode=train ({', '.join(train)}): a setting of the paper protocol (the "
+                       f"{protocol} protocol trains on cached eval-mode embeddings); add --protocol paper")
 
 
 def shard(jobs: list[Job], index: int, count: int) -> list[Job]:
@@ -201,13 +214,14 @@ def execute(plan: Plan, loaded: list[LoadedModel], jobs: list[Job], store: JobSt
         model, task = models[job.model], plan.tasks[job.task]
         embedder = embedders.setdefault(job.model, Embedder(model, cache, plan.config.encode_batch, progress,
                                                             plan.config.allow_nonfinite, plan.config.device))
+        encode_train = DropoutEncoding(embedder) if plan.settings[job.task].get("encode_mode") == "train" else None
         source_run = SourceRun(data=plan.datasets[job.task], source=job.source, targets=job.targets, seed=job.seed,
                                protocol=plan.config.protocol, settings=plan.settings[job.task], embed=embedder,
-                               checkpoint_epoch=model.checkpoint_epoch)
+                               checkpoint_epoch=model.checkpoint_epoch, device=plan.config.device,
+                               strict=not plan.config.allow_nonfinite, encode_train=encode_train)
         bar = progress.add_task(f"{job.model} {job.task} {job.source} seed {job.seed}", total=task.epochs(source_run))
         source_run.on_epoch = lambda bar=bar: progress.advance(bar)
-        with on_device(plan.config.device):
-            scored = task.run_source(source_run)
+        scored = task.run_source(source_run)
         store.save(job, plan.fingerprints[job.id], scored, time.perf_counter() - started)
         progress.remove_task(bar)
         progress.advance(overall)
@@ -299,7 +313,7 @@ def write_predictions(out: Path, collected: dict[tuple[str, str, str, str], list
             file = f"{direction_name(source, target).replace('->', '_to_')}_seed{seed}.npz"
             path = out / "predictions" / folder_name(model) / folder_name(name) / file
 
-            def write(partial: Path, arrays=scored.predictions) -> None:
+            def write(partial: Path, arrays=scored.predictions or {}) -> None:
                 with open(partial, "wb") as handle:
                     np.savez(handle, **arrays)
 
@@ -323,15 +337,13 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
         "protocol": config.protocol,
         "seeds": plan.seeds,
         "settings": plan.settings,
-        "tasks": {name: {"version": task.version, "primary_metric": task.primary_metric,
-                         "lower_is_better": list(task.lower_is_better),
-                         "directions": [direction_name(s, t) for s, t in task.directions],
-                         "about": task.about(plan.datasets[name])} for name, task in plan.tasks.items()},
+        "tasks": {name: {**task.meta.to_json(), "about": task.about(plan.datasets[name])}
+                  for name, task in plan.tasks.items()},
         "models": plan.models,
         "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files),
                  # per task: what the files do that is accepted but worth knowing (label-map differences, ...)
                  "notes": {name: task.data_notes(plan.datasets[name]) for name, task in plan.tasks.items()}},
-        "encode_mode": "eval",
+        "encode_mode": encode_modes(plan.settings),   # per task: "eval" (cached) or "train" (dropout, per epoch)
         "allow_nonfinite": config.allow_nonfinite,
         "device": config.device,            # where encoders and heads ran (cpu or cuda)
         "bootstrap": {"resamples": config.bootstrap, "seed": BOOTSTRAP_SEED, "level": 0.95,
@@ -366,6 +378,9 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
         (out / name).unlink(missing_ok=True)
     check_device(config.device)
     plan, loaded = make_plan(config)
+    if "train" in encode_modes(plan.settings).values():
+        for model in loaded:   # an encoder without dropout is refused before any job runs
+            check_dropout(model)
     refuse_foreign_results(out, plan)
     mine = shard(plan.jobs, shard_index, shard_count)
     codebook = codebook_report(loaded, config.data_root)
