@@ -1,0 +1,93 @@
+"""Open-set classification metrics (percent) and the rules that pick a rejection threshold.
+
+A head knows `n_known` classes (0 .. n_known - 1); every true class >= n_known is "unknown", and a clip the head
+rejects is predicted as class `n_known`. A clip is rejected when its confidence (the largest softmax probability)
+is below the threshold (strictly, as the reference). Where the scored clips hold no known clip (or no unknown
+clip) the accuracy on that set is undefined: it is reported as 0, and so are the H-score and the AUROC, and
+`missing_sets` names the empty set so that a report can say so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+PAPER_THRESHOLDS = 10   # the reference's sweep: this many thresholds from the lowest to the highest confidence
+METRICS = ("h_score", "known_acc", "unknown_acc", "auroc", "threshold")
+
+
+def confidence(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(argmax class, largest softmax probability) per row, the softmax taken in float64 so that confident rows
+    (float32 rounds a probability within 6e-8 of 1 to exactly 1) keep distinct confidences."""
+    logits = np.asarray(logits, np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return logits.argmax(axis=1), 1.0 / np.exp(shifted).sum(axis=1)
+
+
+def reject(predicted: np.ndarray, conf: np.ndarray, threshold: float, n_known: int) -> np.ndarray:
+    """Open-set predictions: the head's class, or `n_known` (unknown) where the confidence is below `threshold`."""
+    return np.where(np.asarray(conf) < threshold, n_known, np.asarray(predicted))
+
+
+def missing_sets(y_true: np.ndarray, n_known: int) -> list[str]:
+    """Which of the two sets ("known", "unknown") has no clip among `y_true`: their metrics are reported as 0."""
+    is_known = np.asarray(y_true) < n_known
+    return [name for name, present in (("known", is_known.any()), ("unknown", (~is_known).any())) if not present]
+
+
+def harmonic_mean(a: float, b: float) -> float:
+    """2ab / (a + b), and 0 where both are 0."""
+    return 2 * a * b / (a + b) if a + b > 0 else 0.0
+
+
+def known_unknown_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_known: int) -> tuple[float, float]:
+    """Percent of known clips predicted as their class (a rejection is an error) and percent of unknown clips
+    rejected; 0 for a set without clips."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    is_known = y_true < n_known
+    known = 100.0 * float((y_pred[is_known] == y_true[is_known]).mean()) if is_known.any() else 0.0
+    unknown = 100.0 * float((y_pred[~is_known] >= n_known).mean()) if (~is_known).any() else 0.0
+    return known, unknown
+
+
+def auroc(y_true: np.ndarray, conf: np.ndarray, n_known: int) -> float:
+    """Percent area under the ROC curve of known (positive) against unknown clips ranked by confidence, from
+    scikit-learn (ties count one half); 0 when either set has no clip."""
+    is_known = np.asarray(y_true) < n_known
+    if missing_sets(y_true, n_known):
+        return 0.0
+    return 100.0 * float(roc_auc_score(is_known, np.asarray(conf, np.float64)))
+
+
+def open_set_scores(y_true: np.ndarray, y_pred: np.ndarray, conf: np.ndarray, n_known: int,
+                    threshold: float) -> dict[str, float]:
+    """Every open-set metric of open-set predictions `y_pred` (rejected: `n_known`) made at `threshold`:
+    `h_score`, `known_acc`, `unknown_acc`, `auroc` (percent) and `threshold` (the confidence, percent)."""
+    known, unknown = known_unknown_accuracy(y_true, y_pred, n_known)
+    return {"h_score": harmonic_mean(known, unknown), "known_acc": known, "unknown_acc": unknown,
+            "auroc": auroc(y_true, conf, n_known), "threshold": 100.0 * float(threshold)}
+
+
+def quantile_threshold(known_conf: np.ndarray, quantile: float) -> float:
+    """The clean protocol's rule: the `quantile` of the confidences of held-out known-class source clips (numpy's
+    linear interpolation), so that about that fraction of known clips like them is rejected."""
+    known_conf = np.asarray(known_conf, np.float64)
+    if known_conf.size == 0:
+        raise ValueError("no held-out known-class clips to calibrate the rejection threshold on")
+    return float(np.quantile(known_conf, quantile))
+
+
+def paper_thresholds(conf: np.ndarray) -> np.ndarray:
+    """The reference's candidates: ten thresholds evenly spaced from the lowest to the highest confidence."""
+    conf = np.asarray(conf, np.float64)
+    return np.linspace(conf.min(), conf.max(), PAPER_THRESHOLDS)
+
+
+def best_paper_threshold(y_true: np.ndarray, predicted: np.ndarray, conf: np.ndarray, n_known: int) -> float:
+    """The reference's test-set rule: the candidate threshold with the highest H-score (the lowest of equals)."""
+    best_h, best_t = -1.0, 0.0
+    for threshold in paper_thresholds(conf):
+        h = harmonic_mean(*known_unknown_accuracy(y_true, reject(predicted, conf, threshold, n_known), n_known))
+        if h > best_h:
+            best_h, best_t = h, float(threshold)
+    return best_t
