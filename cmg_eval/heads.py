@@ -1,7 +1,7 @@
 """Downstream heads and their seeded trainer (on cached embeddings, never on raw features).
 
-Heads train on the CPU unless a run asks for another device (`on_device`); embeddings stay numpy
-arrays on the CPU and batches move to the head's device, predictions come back as numpy.
+Heads train on the CPU unless a job asks for another device (`SourceRun.device`, passed to `train`); embeddings
+stay numpy arrays on the CPU and batches move to the head's device, predictions come back as numpy.
 """
 
 from __future__ import annotations
@@ -15,18 +15,6 @@ import torch
 from torch import nn
 
 CPU = torch.device("cpu")
-_DEVICE = CPU  # where `train` puts heads; set for a run by `on_device`
-
-
-@contextmanager
-def on_device(device: str | torch.device) -> Iterator[None]:
-    """Meanwhile `train` moves heads, loss modules and batches to `device`."""
-    global _DEVICE
-    previous, _DEVICE = _DEVICE, torch.device(device)
-    try:
-        yield
-    finally:
-        _DEVICE = previous
 
 
 class SemanticDecoder(nn.Module):
@@ -128,16 +116,17 @@ def small_model_cpu() -> Iterator[None]:
 @small_model_cpu()
 def train(head: nn.Module, inputs: np.ndarray, targets: np.ndarray, loss_fn: Callable, settings: dict[str, Any],
           seed: int, after_epoch: Callable[[int, nn.Module], None], epochs: int | None = None,
-          clip_loss: bool = True, min_steps: int = 0) -> None:
+          clip_loss: bool = True, min_steps: int = 0, device: str | torch.device = "cpu") -> None:
     """Adam + MultiStepLR + per-module grad-norm clipping, shuffled batches from a seeded generator.
 
     `after_epoch(epoch, head)` runs after each epoch (selection, scoring); the scheduler steps after it.
     A `loss_fn` module with parameters (the reference's learnable loss weights) is optimized with the head
     and clipped as its own module unless `clip_loss` is False. With `min_steps`, an epoch is as many
-    shuffled passes as it takes for all epochs to make at least that many optimizer steps.
+    shuffled passes as it takes for all epochs to make at least that many optimizer steps. Head, loss module
+    and batches move to `device`.
     """
     generator = torch.Generator().manual_seed(seed)  # on the CPU whatever the device: the same batches
-    device = _DEVICE
+    device = torch.device(device)
     if device != CPU:
         head.to(device)
         if isinstance(loss_fn, nn.Module):
@@ -196,7 +185,7 @@ class BestEpoch:
 
 def fit_clean(head: nn.Module, x_fit: np.ndarray, y_fit: np.ndarray, x_select: np.ndarray, y_select: np.ndarray,
               loss_fn: Callable, score: Callable[[np.ndarray, np.ndarray], float], settings: dict[str, Any], seed: int,
-              epochs: int, on_epoch: Callable[[], None] = lambda: None) -> nn.Module:
+              epochs: int, on_epoch: Callable[[], None] = lambda: None, device: str = "cpu") -> nn.Module:
     """The clean protocol's fit: train on (x_fit, y_fit) for at least `min_steps` steps, keep the epoch with the
     best `score(outputs, targets)` on the held-out selection data (ties: the lower `loss_fn` there)."""
     best = BestEpoch()
@@ -207,5 +196,6 @@ def fit_clean(head: nn.Module, x_fit: np.ndarray, y_fit: np.ndarray, x_select: n
         best.offer(model, score(outputs, y_select), float(loss_fn(torch.from_numpy(outputs), targets)))
         on_epoch()
 
-    train(head, x_fit, y_fit, loss_fn, settings, seed, select, epochs=epochs, min_steps=int(settings["min_steps"]))
+    train(head, x_fit, y_fit, loss_fn, settings, seed, select, epochs=epochs, min_steps=int(settings["min_steps"]),
+          device=device)
     return best.restore(head)

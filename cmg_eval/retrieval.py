@@ -169,11 +169,10 @@ class RetrievalTask(Task):
     def _embed(self, job: SourceRun, modality: str) -> np.ndarray:
         """Pooled embeddings (N, D) in item (or caption) order."""
         data: RetrievalData = job.data
-        strict = not getattr(job.embed, "mask_nonfinite", False)
         if modality == "text":
-            source, order = data.text_source(job.settings, strict)
+            source, order = data.text_source(job.settings, job.strict)
         else:
-            source, order = data.item_source(strict)
+            source, order = data.item_source(job.strict)
         rows = job.embed(source)
         out = np.empty_like(rows)
         out[order] = rows

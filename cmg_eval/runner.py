@@ -29,7 +29,6 @@ from cmg_eval.embedder import Embedder, check_device
 from cmg_eval.encoders.base import LoadedModel
 from cmg_eval.encoders.loading import check_labels, load_model, parse_ckpt_spec
 from cmg_eval.errors import CmgError
-from cmg_eval.heads import on_device
 from cmg_eval.io import atomic_write, folder_name, writable_folder, write_json
 from cmg_eval.jobs import Job, JobStore, fingerprint
 from cmg_eval.provenance import git_commit, peak_rss_mib, versions
@@ -203,11 +202,11 @@ def execute(plan: Plan, loaded: list[LoadedModel], jobs: list[Job], store: JobSt
                                                             plan.config.allow_nonfinite, plan.config.device))
         source_run = SourceRun(data=plan.datasets[job.task], source=job.source, targets=job.targets, seed=job.seed,
                                protocol=plan.config.protocol, settings=plan.settings[job.task], embed=embedder,
-                               checkpoint_epoch=model.checkpoint_epoch)
+                               checkpoint_epoch=model.checkpoint_epoch, device=plan.config.device,
+                               strict=not plan.config.allow_nonfinite)
         bar = progress.add_task(f"{job.model} {job.task} {job.source} seed {job.seed}", total=task.epochs(source_run))
         source_run.on_epoch = lambda bar=bar: progress.advance(bar)
-        with on_device(plan.config.device):
-            scored = task.run_source(source_run)
+        scored = task.run_source(source_run)
         store.save(job, plan.fingerprints[job.id], scored, time.perf_counter() - started)
         progress.remove_task(bar)
         progress.advance(overall)

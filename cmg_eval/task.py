@@ -50,7 +50,9 @@ class SourceRun:
     settings: dict[str, Any]
     embed: Callable[[FeatureSource], np.ndarray]   # cached encoder output (N, T, D), or (N, D) if pooled
     checkpoint_epoch: int = -1
-    on_epoch: Callable[[], None] = lambda: None
+    on_epoch: Callable[[], None] = lambda: None   # called once per trained epoch (progress)
+    device: str = "cpu"     # where heads train (embeddings stay on the CPU)
+    strict: bool = True     # refuse non-finite input features (False: the embedder sets them to 0)
 
 
 def direction_name(source: str, target: str) -> str:

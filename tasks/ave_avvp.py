@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cmg_eval.data.ave import AveData, check_segment_labels, load_ave, read_order
 from cmg_eval.data.annotations import LabelMap, assign_folds, read_class_list, read_label_map
 from cmg_eval.data.h5 import H5Array
 from cmg_eval.errors import CmgError
 from cmg_eval.registry import register_task
 from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
-from tasks.ave import Ave, AveData, check_segment_labels, read_order
 from tasks.avvp import (LOCALIZATION_DEFAULTS, LOCALIZATION_METRICS, STREAMS, Stream, detect, fit_paper,
                         fit_selected, load_stream, localization_scored, rescore_localization, stream_files,
                         stream_notes)
@@ -81,7 +81,7 @@ class AveAvvp(Task):
         data_root = Path(data_root)
         root = data_root / "AVE_AVVP"
         classes = read_class_list(root / "AVE_AVVP_Categories.txt", "AVE->AVVP")
-        ave = Ave().load(data_root)
+        ave = load_ave(data_root)
         labels_file = H5Array(root / "ave_avvp_labels.h5", "avadataset", (STEPS, len(classes) + 1),
                               what=f"AVE segment labels: one column per line of AVE_AVVP_Categories.txt "
                                    f"({len(classes)}), then background")
@@ -102,10 +102,10 @@ class AveAvvp(Task):
 
     def files(self, data: AveAvvpData) -> list[Path]:
         return [data.root / "AVE_AVVP_Categories.txt", data.root / "ave_avvp_labels.h5", data.root / "ave_avvp_order.h5",
-                *Ave().files(data.ave), data.label_map.path, *stream_files(data.streams)]
+                *data.ave.files(), data.label_map.path, *stream_files(data.streams)]
 
     def feature_readers(self, data: AveAvvpData) -> list:
-        return [*Ave().feature_readers(data.ave), *(s.zips for s in data.streams.values())]
+        return [*data.ave.features.values(), *(s.zips for s in data.streams.values())]
 
     def data_notes(self, data: AveAvvpData) -> dict:
         where = data.root / "AVE_AVVP_Categories.txt"

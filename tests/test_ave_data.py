@@ -8,7 +8,8 @@ import pytest
 
 from cmg_eval.errors import CmgError
 from conftest import MICRO_COUNTS, write_micro_ave
-from tasks.ave import Ave, clip_labels
+from cmg_eval.data.ave import clip_labels
+from tasks.ave import Ave
 
 
 @pytest.fixture(scope="module")

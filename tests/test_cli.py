@@ -211,7 +211,7 @@ def test_device_moves_keep_numbers(random_dcid, tmp_path):
     from cmg_eval.cache import EmbeddingCache
     from cmg_eval.embedder import Embedder
     from cmg_eval.encoders.loading import load_model
-    from cmg_eval.heads import SemanticDecoder, on_device, predict, seeded_head, train
+    from cmg_eval.heads import SemanticDecoder, predict, seeded_head, train
 
     class Source:
         modality, pool, n_items, part, where, key = "audio", False, 6, "test", "memory", "k"
@@ -234,7 +234,6 @@ def test_device_moves_keep_numbers(random_dcid, tmp_path):
     heads = []
     for device in ("cpu", "cpu:0"):
         head = seeded_head(lambda: SemanticDecoder(8, 3), 0)
-        with on_device(device):
-            train(head, x, y, torch.nn.functional.cross_entropy, settings, 0, lambda epoch, model: None)
+        train(head, x, y, torch.nn.functional.cross_entropy, settings, 0, lambda epoch, model: None, device=device)
         heads.append(predict(head, x))
     np.testing.assert_array_equal(*heads)

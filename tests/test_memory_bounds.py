@@ -93,7 +93,7 @@ def test_order_longer_than_the_clips_is_refused_before_reading(tmp_path):
     """An order's declared length is checked against the clip count before it is read (a sparse order file can
     declare billions of indices; this one only one too many)."""
     from cmg_eval.errors import CmgError
-    from tasks.ave import read_order
+    from cmg_eval.data.ave import read_order
 
     path = tmp_path / "order.h5"
     with h5py.File(path, "w") as handle:
