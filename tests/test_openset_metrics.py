@@ -85,3 +85,9 @@ def test_auroc_matches_brute_force_with_ties():
     known, unknown = conf[y_true < 3], conf[y_true >= 3]
     pairs = (known[:, None] > unknown[None, :]) + 0.5 * (known[:, None] == unknown[None, :])
     assert auroc(y_true, conf, 3) == pytest.approx(100 * pairs.mean())
+
+
+def test_quantile_threshold_scaled_log_odds_hand_computed():
+    # quantile 0.9 (all equal): log-odds ln 9, halved: ln 3, confidence 3 / 4
+    assert quantile_threshold(np.full(4, 0.9), 0.05, 0.5) == pytest.approx(0.75)
+    assert quantile_threshold(np.full(4, 1.0), 0.05, 0.5) == 1.0

@@ -68,13 +68,19 @@ def open_set_scores(y_true: np.ndarray, y_pred: np.ndarray, conf: np.ndarray, n_
             "auroc": auroc(y_true, conf, n_known), "threshold": 100.0 * float(threshold)}
 
 
-def quantile_threshold(known_conf: np.ndarray, quantile: float) -> float:
+def quantile_threshold(known_conf: np.ndarray, quantile: float, scale: float = 1.0) -> float:
     """The clean protocol's rule: the `quantile` of the confidences of held-out known-class source clips (numpy's
-    linear interpolation), so that about that fraction of known clips like them is rejected."""
+    linear interpolation), its log-odds multiplied by `scale`: with `scale` 1, about that fraction of known clips
+    like them is rejected; below 1, the threshold moves down towards confidence 1/2, a margin for the clips of
+    another modality, which the head scores less confidently than those it was trained on."""
     known_conf = np.asarray(known_conf, np.float64)
     if known_conf.size == 0:
         raise ValueError("no held-out known-class clips to calibrate the rejection threshold on")
-    return float(np.quantile(known_conf, quantile))
+    value = float(np.clip(np.quantile(known_conf, quantile), 1e-300, 1.0))
+    if value >= 1.0 or scale == 1.0:
+        return value
+    log_odds = scale * (np.log(value) - np.log1p(-value))
+    return float(1.0 / (1.0 + np.exp(-log_odds)))
 
 
 def paper_thresholds(conf: np.ndarray) -> np.ndarray:
