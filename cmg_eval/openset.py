@@ -38,9 +38,10 @@ REJECT_QUANTILE = 0.05
 REJECT_SCALE = 0.5
 
 
-def open_set_defaults(known: int) -> dict[str, Any]:
-    """The head settings of an open-set task: the reference's head training, K and the clean rejection rule."""
-    return {**HEAD_DEFAULTS, "known": known, "reject_quantile": REJECT_QUANTILE,
+def open_set_defaults(known: int, epochs: int) -> dict[str, Any]:
+    """The head settings of an open-set task: the reference's head training for `epochs`, K and the clean
+    rejection rule."""
+    return {**HEAD_DEFAULTS, "epochs": epochs, "known": known, "reject_quantile": REJECT_QUANTILE,
             "reject_scale": REJECT_SCALE}
 
 

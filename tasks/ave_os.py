@@ -41,7 +41,7 @@ class AveOs(OpenSetTask):
     name = "ave_os"
     version = "1"
     known_choices = KNOWN
-    defaults = open_set_defaults(KNOWN[0])
+    defaults = open_set_defaults(KNOWN[0], epochs=25)   # the reference's launcher: 25 epochs
 
     def load(self, data_root: Path) -> AveOsData:
         ave = load_ave(data_root)

@@ -56,7 +56,7 @@ class Ucf51Os(OpenSetTask):
     name = "ucf51_os"
     version = "1"
     known_choices = KNOWN
-    defaults = open_set_defaults(KNOWN[0])
+    defaults = open_set_defaults(KNOWN[0], epochs=16)   # the reference's launcher: 16 epochs
 
     def load(self, data_root: Path) -> Ucf51Data:
         root = Path(data_root)
@@ -79,7 +79,7 @@ class Ucf51Os(OpenSetTask):
     def plan(self, data: Ucf51Data, job: SourceRun) -> HeadPlan:
         """Paper (the reference): train on the K-class subset's clips, score every clip of the list in the target
         modality. Clean: train on the subset's clips outside folds 0 and 1, choose the epoch and the threshold on
-        the known-class clips of fold 1 (source modality), score fold 0 (every class) in each target."""
+        the subset's clips in fold 1 (source modality), score fold 0 (every class) in each target."""
         known = self.known(job)
         rows = data.known.get(known)
         source = data.clips(job.source)
@@ -87,7 +87,7 @@ class Ucf51Os(OpenSetTask):
             return HeadPlan([Fold(KnownLabeled(source.source, source.labels, rows, known=known))],
                             {t: data.clips(t) for t in job.targets})
         fit = rows[data.folds[rows] > SELECTION_FOLD]
-        select = np.flatnonzero((data.folds == SELECTION_FOLD) & (data.table.labels < known))
+        select = rows[data.folds[rows] == SELECTION_FOLD]
         if not len(fit) or not len(select):
             raise CmgError(f"{data.known.paths[known]}: too few clips for {N_FOLDS} folds (training {len(fit)}, "
                            f"selection {len(select)})")

@@ -49,7 +49,7 @@ class UcfVggOs(OpenSetTask):
     name = "ucf_vgg_os"
     version = "1"
     known_choices = KNOWN
-    defaults = open_set_defaults(KNOWN[0])
+    defaults = open_set_defaults(KNOWN[0], epochs=25)   # the reference's launcher: 25 epochs
 
     def load(self, data_root: Path) -> UcfVggOsData:
         root = Path(data_root)
@@ -71,8 +71,8 @@ class UcfVggOs(OpenSetTask):
     def plan(self, data: UcfVggOsData, job: SourceRun) -> HeadPlan:
         """Paper (the reference): train on the source dataset's K-class subset, score every clip of each target's
         dataset. Clean: train on the subset's clips outside folds 0 and 1 of the source dataset, choose the epoch
-        and the threshold on its known-class clips of fold 1, score every clip of the other dataset, and fold 0 of
-        the source dataset for the same-modality row."""
+        and the threshold on the subset's clips in fold 1 (a known class without training clips is not among them),
+        score every clip of the other dataset, and fold 0 of the source dataset for the same-modality row."""
         known = self.known(job)
         rows = data.known[job.source].get(known)
         source = data.clips(job.source)
@@ -81,7 +81,7 @@ class UcfVggOs(OpenSetTask):
                             {t: data.clips(t) for t in job.targets})
         folds = data.datasets[job.source].folds
         fit = rows[folds[rows] > SELECTION_FOLD]
-        select = np.flatnonzero((folds == SELECTION_FOLD) & (source.labels < known))
+        select = rows[folds[rows] == SELECTION_FOLD]
         if not len(fit) or not len(select):
             raise CmgError(f"{data.known[job.source].paths[known]}: too few clips for {N_FOLDS} folds (training "
                            f"{len(fit)}, selection {len(select)})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cmg_eval.metrics.openset import (auroc, best_paper_threshold, confidence, missing_sets, open_set_scores,
+from cmg_eval.metrics.openset import (auroc, best_paper_threshold, chance_h_score, confidence, missing_sets, open_set_scores,
                                       paper_thresholds, quantile_threshold, reject)
 
 
@@ -91,3 +91,11 @@ def test_quantile_threshold_scaled_log_odds_hand_computed():
     # quantile 0.9 (all equal): log-odds ln 9, halved: ln 3, confidence 3 / 4
     assert quantile_threshold(np.full(4, 0.9), 0.05, 0.5) == pytest.approx(0.75)
     assert quantile_threshold(np.full(4, 1.0), 0.05, 0.5) == 1.0
+
+
+def test_chance_h_score():
+    # one known class (always right when kept): H = 2 r (1 - r), best at r = 1/2
+    assert chance_h_score(1) == pytest.approx(50.0)
+    # K = 3: known (1 - r) / 3, unknown r; H = 2 (1 - r) r / (1 + 2 r), best at r = (sqrt(3) - 1) / 2
+    rate = (np.sqrt(3) - 1) / 2
+    assert chance_h_score(3) == pytest.approx(100 * 2 * (1 - rate) * rate / (1 + 2 * rate), abs=1e-4)

@@ -15,6 +15,7 @@ import numpy as np
 from cmg_eval.data.annotations import ClipTable, read_clip_csv
 from cmg_eval.data.ave import read_order
 from cmg_eval.errors import CmgError
+from cmg_eval.metrics.openset import chance_h_score
 
 OPEN_SET = Path("OSCMG(cvpr25)") / "data"
 CLIP_COLUMNS = ("category", "video_id")
@@ -99,11 +100,12 @@ def read_known_csvs(path_of, known_choices: tuple[int, ...], full: ClipTable, cl
 
 def class_counts(train_labels: np.ndarray, test_labels: np.ndarray, known: int, names: list[str]) -> dict:
     """What a K-way head trains and is scored on: known classes with and without training clips, known and unknown
-    scored clips."""
+    scored clips, and the H-score of rejecting at random with a head at chance (`chance_h_score`)."""
     trained = np.bincount(train_labels, minlength=known)[:known]
     is_known = test_labels < known
     return {"known_classes": known, "known_classes_with_training_clips": int((trained > 0).sum()),
             "known_classes_without_training_clips": [names[c] for c in np.flatnonzero(trained == 0)],
             "training_clips": int(len(train_labels)), "scored_known_clips": int(is_known.sum()),
             "scored_unknown_clips": int((~is_known).sum()),
-            "unknown_classes_scored": int(len(np.unique(test_labels[~is_known])))}
+            "unknown_classes_scored": int(len(np.unique(test_labels[~is_known]))),
+            "chance_h_score": round(chance_h_score(known), 2)}

@@ -50,6 +50,15 @@ def known_unknown_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_known: int)
     return known, unknown
 
 
+def chance_h_score(n_known: int) -> float:
+    """Percent H-score of a head that knows nothing: its class right on 1 in `n_known` known clips, and clips
+    rejected at random, at the best rejection rate (a grid of 10001 rates)."""
+    rate = np.linspace(0.0, 1.0, 10001)
+    known, unknown = (1 - rate) / n_known, rate
+    return 100.0 * float(np.max(np.divide(2 * known * unknown, known + unknown, out=np.zeros_like(rate),
+                                          where=known + unknown > 0)))
+
+
 def auroc(y_true: np.ndarray, conf: np.ndarray, n_known: int) -> float:
     """Percent area under the ROC curve of known (positive) against unknown clips ranked by confidence, from
     scikit-learn (ties count one half); 0 when either set has no clip."""
