@@ -40,8 +40,9 @@ def check_known(path: Path, classes: np.ndarray, known: int, name_of) -> None:
     """Every training clip of the subset `path` is of a class below `known` (a K-way head cannot learn others)."""
     beyond = np.flatnonzero(classes >= known)
     if len(beyond):
-        raise CmgError(f"{path}: {name_of(beyond[0])} has class {int(classes[beyond[0]])} ({len(beyond)} clips "
-                       f"beyond), expected clips of the first {known} classes only")
+        raise CmgError(f"{path}: {name_of(beyond[0])} has class {int(classes[beyond[0]])} ({len(beyond)} of "
+                       f"{len(classes)} clips beyond class {known - 1}), expected clips of the first {known} classes "
+                       f"only")
 
 
 def read_known_orders(folder: Path, known_choices: tuple[int, ...], n_clips: int,
