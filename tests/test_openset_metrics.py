@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from cmg_eval.metrics.openset import (auroc, best_paper_threshold, chance_h_score, confidence, missing_sets, open_set_scores,
                                       paper_thresholds, quantile_threshold, reject)
@@ -78,13 +79,15 @@ def test_confidence_is_the_float64_softmax_maximum():
     assert saturated[0] > saturated[1]        # float32 softmax would read both as exactly 1
 
 
-def test_auroc_matches_brute_force_with_ties():
+def test_auroc_matches_scikit_learn_and_brute_force_with_ties():
     rng = np.random.default_rng(0)
     y_true = rng.integers(0, 5, 200)
     conf = rng.integers(0, 10, 200) / 10          # many ties
     known, unknown = conf[y_true < 3], conf[y_true >= 3]
     pairs = (known[:, None] > unknown[None, :]) + 0.5 * (known[:, None] == unknown[None, :])
     assert auroc(y_true, conf, 3) == pytest.approx(100 * pairs.mean())
+    conf = rng.random(200)
+    assert auroc(y_true, conf, 3) == pytest.approx(100 * roc_auc_score(y_true < 3, conf))
 
 
 def test_quantile_threshold_scaled_log_odds_hand_computed():

@@ -58,10 +58,10 @@ def test_oracle_rejects_unknown_clips_and_random_does_not(open_set_runs, protoco
     about = document["meta"]["tasks"]
     chance = {"ave_os": about["ave_os"]["about"]["known=14"]["chance_h_score"],
               "ucf51_os": chance_h_score(17), "ucf_vgg_os": chance_h_score(8)}
-    # The paper protocol scores the same-modality rows on the very clips the head trained on (as the reference):
-    # a random encoder's codes tell those apart, so only the cross-modal rows must be at chance there.
+    # The paper protocol scores the same-modality rows of UCF51 and UCF/VGG on clips the head trained on too (as
+    # the reference): a random encoder's codes tell those apart, so those rows need not be at chance.
     random_h = {key: value for key, value in rows(document, "random", "h_score").items()
-                if protocol == "clean" or key[1] in CROSS_MODAL}
+                if protocol == "clean" or key[0] == "ave_os" or key[1] in CROSS_MODAL}
     assert all(value <= chance[task] + 15 for (task, _), value in random_h.items()), (random_h, chance)
     assert np.mean(list(random_h.values())) <= np.mean(list(chance.values())) + 8
     assert {r["metric"] for r in document["results"]} == {"h_score", "known_acc", "unknown_acc", "auroc", "threshold"}
