@@ -20,12 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from cmg_eval import registry
 from cmg_eval.cache import EmbeddingCache
 from cmg_eval.embedder import Embedder
 from cmg_eval.encoders.base import LoadedModel
 from cmg_eval.encoders.dcid import DcidEncoder, nearest_codes
 from cmg_eval.errors import CmgError
 from cmg_eval.heads import SegmentDecoder, SemanticDecoder, seeded_head
+from cmg_eval.localization import ExpLogLoss
 from cmg_eval.metrics import clip_counts, scores_from_counts
 from cmg_eval.provenance import peak_rss_mib
 from cmg_eval.task import SourceRun, Task
@@ -115,8 +117,6 @@ def reference_avvp(data, encoder: DcidEncoder, source: str, epochs: int, setting
     """The pinned reference AVVP loop: BCE + ExpLogLoss (its weights unclipped) at the paper learning rate, the
     source stream's zips read per item each epoch; each stream scored in row order every epoch, best legacy
     (batch-weighted) precision kept (NEU avvp.py)."""
-    from tasks.avvp import ExpLogLoss
-
     reference = ReferenceEncoder(encoder)
     n_outputs = data.streams[source].table.labels.shape[-1]  # the classes of AVVP_Categories.txt + background
     head = seeded_head(lambda: SegmentDecoder(encoder.output_dim(), n_outputs), SEED).double()
@@ -210,10 +210,7 @@ class Benched:
 
 def benched_tasks(data_root: Path, source: str) -> dict[str, Benched]:
     """AVE and AVVP, both loaded (and so checked) before anything is timed."""
-    from tasks.ave import Ave
-    from tasks.avvp import Avvp
-
-    ave, avvp = Ave(), Avvp()
+    ave, avvp = registry.tasks.get("ave")(), registry.tasks.get("avvp")()
     ave_data, avvp_data = ave.load(data_root), avvp.load(data_root)
     return {"ave": Benched(ave, ave_data, reference_ave, "accuracy", len(ave_data.orders["train"])),
             "avvp": Benched(avvp, avvp_data, reference_avvp, "legacy_precision", len(avvp_data.streams[source].zips))}

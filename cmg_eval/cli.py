@@ -136,12 +136,12 @@ def list_registered(what: str | None) -> None:
     """List registered tasks, encoders and pretraining methods."""
     if what in (None, "tasks"):
         table = Table(title="tasks")
-        for column in ("name", "primary metric", "directions"):
+        for column in ("name", "version", "primary metric", "directions", "in average", "reference"):
             table.add_column(column)
         for name in registry.tasks.names():
-            task = registry.tasks.get(name)
-            table.add_row(name, task.primary_metric, ", ".join(f"{s[0].upper()}->{t[0].upper()}"
-                                                                for s, t in task.directions))
+            meta = registry.tasks.get(name).meta
+            table.add_row(name, meta.version, meta.primary_metric, ", ".join(meta.to_json()["directions"]),
+                          "yes" if meta.in_average else "no", meta.reference)
         console.print(table)
     if what in (None, "encoders"):
         table = Table(title="encoders")

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cmg_eval.errors import CmgError
+from cmg_eval.task import Scored, Task
 
 Rescore = Callable[[np.ndarray], float]  # metric value on the items at these indices
 
@@ -214,23 +215,14 @@ BOOTSTRAP_SEED = 0
 SIGNIFICANCE = 0.05
 
 
-def take(predictions: dict[str, np.ndarray], items: np.ndarray, swap_from: dict[str, np.ndarray] | None = None,
-         swap: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Predictions restricted to `items`; where `swap` is set, the other model's predictions instead."""
-    if swap_from is None:
-        return {key: value[items] for key, value in predictions.items()}
-    return {key: np.where(swap.reshape(-1, *([1] * (value.ndim - 1))), swap_from[key], value)
-            for key, value in predictions.items()}
-
-
-def seed_mean_metric(task: Any, data: Any, runs: list, metric: str) -> Rescore | None:
+def seed_mean_metric(task: Task, data: Any, runs: list[Scored], metric: str) -> Rescore | None:
     """items -> the metric on those items, averaged over head seeds; None if the task cannot rescore."""
-    if not runs[0].predictions or task.rescore(data, runs[0].predictions) is None:
+    if runs[0].predictions is None or task.rescore(data, runs[0].predictions) is None:
         return None
-    return lambda items: float(np.mean([task.rescore(data, take(r.predictions, items))[metric] for r in runs]))
+    return lambda items: float(np.mean([task.rescore(data, r.predictions.take(items))[metric] for r in runs]))
 
 
-def add_interval(rows: list[dict[str, Any]], task: Any, data: Any, runs: list, resamples: int) -> None:
+def add_interval(rows: list[dict[str, Any]], task: Task, data: Any, runs: list[Scored], resamples: int) -> None:
     """95% bootstrap interval over items for the primary-metric row (seeds averaged)."""
     for row in rows:
         row["ci_low"] = row["ci_high"] = None
@@ -240,12 +232,13 @@ def add_interval(rows: list[dict[str, Any]], task: Any, data: Any, runs: list, r
                 row["ci_low"], row["ci_high"] = bootstrap_interval(score, runs[0].n_items, resamples, BOOTSTRAP_SEED)
 
 
-def same_items(first: list, second: list) -> bool:
-    items = [r.predictions.get("item") for r in (*first, *second)]
-    return len(first) == len(second) and all(i is not None and np.array_equal(i, items[0]) for i in items)
+def same_items(first: list[Scored], second: list[Scored]) -> bool:
+    runs = (*first, *second)
+    return len(first) == len(second) and all(r.predictions is not None for r in runs) and \
+        all(np.array_equal(r.predictions.item, runs[0].predictions.item) for r in runs)
 
 
-def compare_models(task: Any, data: Any, by_model: dict[str, list], values: dict[str, float],
+def compare_models(task: Task, data: Any, by_model: dict[str, list[Scored]], values: dict[str, float],
                    resamples: int) -> list[dict[str, Any]]:
     """The best model of one column against each other model on the same items: paired tests."""
     metric = task.primary_metric
@@ -260,16 +253,15 @@ def compare_models(task: Any, data: Any, by_model: dict[str, list], values: dict
 
         def swapped_difference(swap: np.ndarray) -> float:
             every = np.arange(n)
-            left = [task.rescore(data, take(ra.predictions, every, rb.predictions, swap))[metric] for ra, rb in zip(a, b)]
-            right = [task.rescore(data, take(rb.predictions, every, ra.predictions, swap))[metric] for ra, rb in zip(a, b)]
+            left = [task.rescore(data, ra.predictions.swapped(rb.predictions, swap))[metric] for ra, rb in zip(a, b)]
+            right = [task.rescore(data, rb.predictions.swapped(ra.predictions, swap))[metric] for ra, rb in zip(a, b)]
             return float(np.mean(left) - np.mean(right))
 
         entry = {"task": task.name, "metric": metric, "best": best, "other": other,
                  **paired_bootstrap(score_a, score_b, n, resamples, BOOTSTRAP_SEED),
                  "p_permutation": paired_permutation_p(swapped_difference, n, resamples, BOOTSTRAP_SEED)}
-        if {"y_true", "y_pred"} <= set(a[0].predictions) and a[0].predictions["y_pred"].ndim == 1:
-            correct = [np.mean([r.predictions["y_pred"] == r.predictions["y_true"] for r in runs], 0) >= 0.5
-                       for runs in (a, b)]
+        if a[0].predictions.class_labels() is not None:
+            correct = [np.mean([np.equal(*r.predictions.class_labels()) for r in runs], 0) >= 0.5 for runs in (a, b)]
             entry["p_mcnemar"] = mcnemar_p(*correct)
         entry["significant"] = entry["p_permutation"] < SIGNIFICANCE
         out.append(entry)

@@ -20,7 +20,7 @@ every target after each epoch and keeps each target's epoch with the best `paper
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -29,12 +29,14 @@ from torch import nn
 from cmg_eval.errors import CmgError
 from cmg_eval.heads import CLEAN_TRAINING, SemanticDecoder, clean_head, fit_clean, predict, seeded_head, train
 from cmg_eval.metrics import classification
-from cmg_eval.task import FeatureSource, Scored, SourceRun, Task
+from cmg_eval.task import FeatureSource, Predictions, Scored, SourceRun, Task
 
 Embed = Callable[[FeatureSource], np.ndarray]
 
 # The reference's head training (Adam, MultiStepLR [10, 20, 30] x 0.5, clip 0.5, batch 80, 30 epochs at 4e-4:
 # `paper_lr`, used by the paper protocol); the clean protocol adds CLEAN_TRAINING and trains at `lr`.
+CLASSIFICATION_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+HEAD_DIRECTIONS = (("video", "audio"), ("audio", "video"), ("video", "video"), ("audio", "audio"))
 HEAD_DEFAULTS = {"epochs": 30, "batch_size": 80, "lr": 2e-3, "paper_lr": 4e-4, "milestones": [10, 20, 30],
                  "gamma": 0.5, "clip_grad": 0.5, **CLEAN_TRAINING}
 
@@ -86,8 +88,6 @@ class HeadPlan:
 class HeadTask(Task):
     """A head trained on the source modality's embeddings and scored on each target's (see the module doc)."""
 
-    metrics = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
-    directions = (("video", "audio"), ("audio", "video"), ("video", "video"), ("audio", "audio"))
     defaults = HEAD_DEFAULTS
     select_metric = "accuracy"     # clean protocol: the epoch kept on the selection items
     paper_metric = "accuracy"      # paper protocol: the epoch kept per target
@@ -135,10 +135,10 @@ class HeadTask(Task):
     def score(self, data: Any, labels: np.ndarray, decisions: np.ndarray, items: np.ndarray,
               batch_size: int) -> Scored:
         """Every metric and the per-item predictions of one target."""
-        predictions = {"item": items, "y_true": labels, "y_pred": decisions}
+        predictions = Predictions(items, {"y_true": labels, "y_pred": decisions})
         return Scored(self.rescore(data, predictions), len(items), predictions)
 
-    def rescore(self, data: Any, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+    def rescore(self, data: Any, predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
         return classification(predictions["y_true"], predictions["y_pred"], self.n_classes(data))
 
     # ------------------------------------------------------------------ the protocols

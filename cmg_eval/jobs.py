@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cmg_eval.io import atomic_write, folder_name, write_json
-from cmg_eval.task import Scored
+from cmg_eval.task import Predictions, Scored
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,15 @@ class JobStore:
         scored = {}
         for target, about in record["targets"].items():
             predictions = {key.split("/", 1)[1]: value for key, value in stored.items() if key.startswith(f"{target}/")}
-            scored[target] = Scored(about["metrics"], about["n_items"], predictions)
+            scored[target] = Scored(about["metrics"], about["n_items"],
+                                    Predictions.from_arrays(predictions) if "item" in predictions else None)
         return scored, float(record.get("seconds", 0.0))
 
     def save(self, job: Job, expected: str, scored: dict[str, Scored], seconds: float) -> None:
         arrays_path, marker = self._paths(job)
         marker.unlink(missing_ok=True)
-        arrays = {f"{target}/{key}": value for target, s in scored.items() for key, value in s.predictions.items()}
+        arrays = {f"{target}/{key}": value for target, s in scored.items()
+              for key, value in (s.predictions or {}).items()}
 
         def write(partial: Path) -> None:
             with open(partial, "wb") as handle:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -22,9 +22,11 @@ from cmg_eval.data.manifest import fingerprint
 from cmg_eval.encoders.base import INPUT_TAIL
 from cmg_eval.errors import CmgError
 from cmg_eval.metrics.retrieval import chance_per_query, cosine_retrieval, pad_positives, summarize
-from cmg_eval.task import FeatureSource, Scored, SourceRun, Task, direction_name
+from cmg_eval.task import FeatureSource, Predictions, Scored, SourceRun, Task, direction_name
 from cmg_eval.text import make_featurizer
 
+RETRIEVAL_METRICS = ("r1", "r5", "r10", "r50", "medr", "meanr", "map10", "r10_chance")
+RETRIEVAL_LOWER_IS_BETTER = ("medr", "meanr")
 TEXT_FEATURES = "auto"   # auto: text_tokens.h5 when present, else the bert featurizer; file; or a featurizer name
 
 
@@ -105,10 +107,6 @@ class RetrievalData:
 class RetrievalTask(Task):
     """Zero-shot retrieval between items (video or audio) and their captions; no head, run once."""
 
-    version = "1"
-    primary_metric = "r10"
-    metrics = ("r1", "r5", "r10", "r50", "medr", "meanr", "map10", "r10_chance")
-    lower_is_better = ("medr", "meanr")
     seeded = False
     defaults = {"text_features": TEXT_FEATURES, "text_model": "bert-base-uncased"}
     # Set by each dataset's task file.
@@ -163,7 +161,7 @@ class RetrievalTask(Task):
                 "captions_per_item": [int(counts.min()), int(counts.max())], "text_features": text,
                 "chance": chance}
 
-    def rescore(self, data: RetrievalData, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+    def rescore(self, data: RetrievalData, predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
         return {**summarize(predictions), "r10_chance": 100.0 * float(np.mean(predictions["chance10"]))}
 
     def _embed(self, job: SourceRun, modality: str) -> np.ndarray:
@@ -185,8 +183,8 @@ class RetrievalTask(Task):
         scored = {}
         for target in job.targets:
             gallery = self._embed(job, target)
-            predictions = cosine_retrieval(queries, gallery, positives)
-            predictions["chance10"] = chance_per_query(len(gallery), (positives >= 0).sum(1))["r10"]
-            predictions["item"] = np.arange(len(queries))
+            arrays = cosine_retrieval(queries, gallery, positives)
+            arrays["chance10"] = chance_per_query(len(gallery), (positives >= 0).sum(1))["r10"]
+            predictions = Predictions(np.arange(len(queries)), arrays)
             scored[target] = Scored(self.rescore(data, predictions), len(queries), predictions)
         return scored

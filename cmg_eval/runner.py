@@ -298,7 +298,7 @@ def write_predictions(out: Path, collected: dict[tuple[str, str, str, str], list
             file = f"{direction_name(source, target).replace('->', '_to_')}_seed{seed}.npz"
             path = out / "predictions" / folder_name(model) / folder_name(name) / file
 
-            def write(partial: Path, arrays=scored.predictions) -> None:
+            def write(partial: Path, arrays=scored.predictions or {}) -> None:
                 with open(partial, "wb") as handle:
                     np.savez(handle, **arrays)
 
@@ -322,10 +322,8 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
         "protocol": config.protocol,
         "seeds": plan.seeds,
         "settings": plan.settings,
-        "tasks": {name: {"version": task.version, "primary_metric": task.primary_metric,
-                         "lower_is_better": list(task.lower_is_better),
-                         "directions": [direction_name(s, t) for s, t in task.directions],
-                         "about": task.about(plan.datasets[name])} for name, task in plan.tasks.items()},
+        "tasks": {name: {**task.meta.to_json(), "about": task.about(plan.datasets[name])}
+                  for name, task in plan.tasks.items()},
         "models": plan.models,
         "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files),
                  # per task: what the files do that is accepted but worth knowing (label-map differences, ...)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -29,13 +29,59 @@ class FeatureSource:
     pool: bool = False
 
 
+@dataclass(frozen=True, eq=False)
+class Predictions(Mapping[str, np.ndarray]):
+    """Per-item predictions of one head on one target: item ids and arrays aligned with them (first axis = item).
+
+    Classification holds `y_true` and `y_pred` (one class per item), localization adds per-clip `counts`,
+    retrieval per-query ranks; a task's `rescore` reads its own arrays. Read as a mapping, "item" is one key.
+    """
+
+    item: np.ndarray
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = [k for k, v in self.arrays.items() if k == "item" or len(v) != len(self.item)]
+        if bad:
+            raise ValueError(f"predictions {bad[0]!r}: expected one row per item ({len(self.item)}), not named 'item'")
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "Predictions":
+        """From saved arrays, one of them `item`."""
+        return cls(arrays["item"], {k: v for k, v in arrays.items() if k != "item"})
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.item if key == "item" else self.arrays[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("item", *self.arrays))
+
+    def __len__(self) -> int:
+        return 1 + len(self.arrays)
+
+    def take(self, rows: np.ndarray) -> "Predictions":
+        """The predictions of the items at `rows` (indices, repeats allowed)."""
+        return Predictions(self.item[rows], {k: v[rows] for k, v in self.arrays.items()})
+
+    def swapped(self, other: "Predictions", swap: np.ndarray) -> "Predictions":
+        """These predictions with `other`'s on the items where `swap` is True (the same items, in the same order)."""
+        return Predictions(self.item, {k: np.where(swap.reshape(-1, *([1] * (v.ndim - 1))), other.arrays[k], v)
+                                       for k, v in self.arrays.items()})
+
+    def class_labels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(y_true, y_pred) when the task predicts one class per item, else None."""
+        if {"y_true", "y_pred"} <= set(self.arrays) and self.arrays["y_pred"].ndim == 1:
+            return self.arrays["y_true"], self.arrays["y_pred"]
+        return None
+
+
 @dataclass
 class Scored:
     """One head scored on one target: metrics (percent) and per-item predictions."""
 
     metrics: dict[str, float]
     n_items: int
-    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    predictions: Predictions | None = None
 
 
 @dataclass
@@ -59,20 +105,57 @@ def direction_name(source: str, target: str) -> str:
     return f"{SHORT[source]}->{SHORT[target]}"
 
 
-class Task(ABC):
-    """One benchmark: metadata, data reading, directions, head and metrics, in one file."""
+@dataclass(frozen=True)
+class TaskMeta:
+    """What a task is, stated once: `ls tasks`, results.json and the report read it from here."""
 
+    name: str
+    version: str                          # bump when the numbers a run produces would change
+    reference: str                        # the benchmark's citation
+    files: tuple[str, ...]                # what it reads under --data-root (patterns)
+    primary_metric: str
+    metrics: tuple[str, ...]
+    # (source, target) pairs; same-modality pairs are the "labeled modality" rows
+    directions: tuple[tuple[str, str], ...]
+    lower_is_better: tuple[str, ...] = ()
+    in_average: bool = True               # its cross-modal primary values enter the report's average column
+
+    def __post_init__(self) -> None:
+        unknown = {self.primary_metric, *self.lower_is_better} - set(self.metrics)
+        if unknown:
+            raise ValueError(f"task {self.name!r}: {sorted(unknown)} not among its metrics {self.metrics}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "reference": self.reference, "files": list(self.files),
+                "primary_metric": self.primary_metric, "metrics": list(self.metrics),
+                "lower_is_better": list(self.lower_is_better),
+                "directions": [direction_name(s, t) for s, t in self.directions], "in_average": self.in_average}
+
+
+class Task(ABC):
+    """One benchmark: metadata (`meta`), data reading, directions, head and metrics, in one file.
+
+    `name`, `version`, `primary_metric`, `metrics`, `lower_is_better` and `directions` are read from `meta`
+    (copied onto the class when it is defined; set `meta`, never them)."""
+
+    meta: TaskMeta
     name: str = ""
     version: str = "1"
-    primary_metric: str = "accuracy"
+    primary_metric: str = ""
     metrics: tuple[str, ...] = ()
     lower_is_better: tuple[str, ...] = ()
-    # (source, target) pairs; same-modality pairs are the "labeled modality" rows.
     directions: tuple[tuple[str, str], ...] = ()
     # Head and training knobs, all settable with --set KEY=VALUE or --set TASK.KEY=VALUE.
     defaults: dict[str, Any] = {}
     # False for zero-shot tasks (no head): run once, whatever --seeds says.
     seeded: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        meta = cls.__dict__.get("meta")
+        if meta is not None:
+            for field_name in ("name", "version", "primary_metric", "metrics", "lower_is_better", "directions"):
+                setattr(cls, field_name, getattr(meta, field_name))
 
     @abstractmethod
     def load(self, data_root: Path) -> Any:
@@ -86,8 +169,8 @@ class Task(ABC):
         """The data files this task reads (for the run's data manifest)."""
         return []
 
-    def rescore(self, data: Any, predictions: dict[str, np.ndarray]) -> dict[str, float] | None:
-        """Metrics from saved per-item predictions (arrays aligned on items), for bootstrap and paired tests.
+    def rescore(self, data: Any, predictions: Mapping[str, np.ndarray]) -> dict[str, float] | None:
+        """Metrics from per-item predictions (`Predictions`, or saved arrays), for bootstrap and paired tests.
 
         None when the task cannot rescore a subset of items.
         """

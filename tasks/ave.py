@@ -9,17 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from cmg_eval.data.ave import N_CLASSES, AveData, load_ave
-from cmg_eval.headtask import Fold, HeadPlan, HeadTask, Labeled
+from cmg_eval.headtask import CLASSIFICATION_METRICS, HEAD_DIRECTIONS, Fold, HeadPlan, HeadTask, Labeled
 from cmg_eval.registry import register_task
-from cmg_eval.task import SourceRun
+from cmg_eval.task import SourceRun, TaskMeta
 
 
 @register_task("ave")
 class Ave(HeadTask):
     """Clip-level event classification: a head trained on one modality, scored on another."""
 
-    name = "ave"
-    version = "1"
+    meta = TaskMeta(name="ave", version="1", primary_metric="accuracy", metrics=CLASSIFICATION_METRICS,
+                    directions=HEAD_DIRECTIONS,
+                    reference="Tian, Shi, Li, Duan, Xu: Audio-Visual Event Localization in Unconstrained Videos, "
+                              "ECCV 2018",
+                    files=("AVE-ECCV18-master/data/{visual_feature,audio_feature,labels}.h5",
+                           "AVE-ECCV18-master/data/{train,val,test}_order.h5"))
 
     def load(self, data_root: Path) -> AveData:
         return load_ave(data_root)

@@ -8,17 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-import tasks.avvp as avvp_module
+import cmg_eval.headtask as headtask_module
 from cmg_eval.data.annotations import (assign_folds, assign_folds_multilabel, read_class_list, read_event_csv,
                                        read_label_map)
 from cmg_eval.data.zipfeat import read_feature_zip
 from cmg_eval.errors import CmgError
+from cmg_eval.headtask import Fold, HeadPlan, Labeled
 from cmg_eval.heads import SegmentDecoder, train
+from cmg_eval.localization import LOCALIZATION_METRICS, ExpLogLoss, LocalizationTask
 from cmg_eval.metrics import localization
 from cmg_eval.task import SourceRun
 from conftest import cli
 from tasks.ave_avvp import AveAvvp
-from tasks.avvp import LOCALIZATION_METRICS, Avvp, ExpLogLoss, fit_paper
+from tasks.avvp import Avvp
 
 CLASSES = ["Speech", "Violin_fiddle", "Dog"]
 HEADER = "filename\tonset\toffset\tevent_labels\n"
@@ -178,18 +180,16 @@ def test_ave_clips_are_encoded_through_the_ave_task_splits(micro_clip_data):
     data = AveAvvp().load(micro_clip_data)
     keys = []
 
-    class Job:
-        @staticmethod
-        def embed(source):
-            keys.append(source.key)
-            return np.concatenate(list(source.batches(16)))
+    def embed(source):
+        keys.append(source.key)
+        return np.concatenate(list(source.batches(16)))
 
     expected = data.ave.features["audio"].read_rows(data.order)
-    np.testing.assert_array_equal(data.embed_ave(Job, "audio"), expected)
+    np.testing.assert_array_equal(data.embed_ave(embed, "audio"), expected)
     assert sorted(keys) == sorted(data.ave.source("audio", split).key for split in ("train", "val", "test"))
     del data.ave.orders["test"]   # clips outside the AVE splits: one source of their own
     keys.clear()
-    np.testing.assert_array_equal(data.embed_ave(Job, "audio"), expected)
+    np.testing.assert_array_equal(data.embed_ave(embed, "audio"), expected)
     assert len(keys) == 1 and keys[0].startswith("ave_avvp:")
 
 
@@ -202,23 +202,24 @@ def test_cross_fitting_scores_each_clip_once_with_a_head_that_never_saw_it(micro
     number = {n: i for i, n in enumerate(sorted({n for s in data.streams.values() for n in s.table.names}))}
     inputs = {m: np.array([number[n] for n in s.table.names], np.float32)[:, None, None].repeat(10, 1)
               for m, s in data.streams.items()}
-    labels = {m: s.table.labels for m, s in data.streams.items()}
     scored = []
 
-    def fake_fit(job, x_train, y_train, x_select, y_select, epochs):
-        return set(x_train[:, 0, 0].tolist()) | set(x_select[:, 0, 0].tolist())   # the "head": clips it saw
+    def fake_fit(head, x_fit, y_fit, x_select, y_select, *args, **kwargs):
+        return set(x_fit[:, 0, 0].tolist()) | set(x_select[:, 0, 0].tolist())   # the "head": clips it saw
 
-    def fake_detect(head, x):
+    def fake_predict(head, x):
         assert not head & set(x[:, 0, 0].tolist())
         scored.extend(x[:, 0, 0].tolist())
-        return np.zeros((len(x), 10, 26), bool)
+        return np.zeros((len(x), 10, 26), np.float32)
 
-    monkeypatch.setattr(avvp_module, "fit_selected", fake_fit)
-    monkeypatch.setattr(avvp_module, "detect", fake_detect)
-    job = SourceRun(data, "video", ("audio", "video"), 43, "clean", dict(task.defaults), embed=None)
-    out = task._cross_fit(job, data, inputs, labels)
+    monkeypatch.setattr(headtask_module, "clean_head", lambda *args: None)
+    monkeypatch.setattr(headtask_module, "fit_clean", fake_fit)
+    monkeypatch.setattr(headtask_module, "predict", fake_predict)
+    job = SourceRun(data, "video", ("audio", "video"), 43, "clean", dict(task.defaults),
+                    embed=lambda source: inputs[source.modality])
+    out = task.run_source(job)
     assert sorted(scored) == sorted(inputs["audio"][:, 0, 0].tolist() + inputs["video"][:, 0, 0].tolist())
-    assert out["audio"].n_items == len(labels["audio"])
+    assert out["audio"].n_items == len(data.streams["audio"].table.labels)
 
 
 def test_explogloss_weights_grow_without_bound():
@@ -237,9 +238,9 @@ def test_explogloss_weights_grow_without_bound():
     assert all((later > earlier).all() for earlier, later in zip(alphas, alphas[1:]))
 
 
-def scripted_detect(outputs):
-    calls = iter(outputs)
-    return lambda head, inputs: next(calls)
+def scripted_outputs(decisions):
+    calls = iter(decisions)
+    return lambda head, inputs: np.where(next(calls), 1.0, -1.0)
 
 
 def test_paper_loop_keeps_the_best_epoch_by_the_reference_rule(monkeypatch):
@@ -252,12 +253,20 @@ def test_paper_loop_keeps_the_best_epoch_by_the_reference_rule(monkeypatch):
     broad = truth | (rng.random(truth.shape) < 0.2)                   # many, mostly right
     assert localization(truth, precise, 80)["legacy_precision"] > localization(truth, broad, 80)["legacy_precision"]
     assert localization(truth, precise, 80)["legacy_f1"] < localization(truth, broad, 80)["legacy_f1"]
+    x = np.zeros((20, 10, 8), np.float32)
+    clips = Labeled(lambda embed: x, labels)
     job = SourceRun(None, "video", ("audio",), 43, "paper",
                     {**Avvp.defaults, "epochs": 2}, embed=None, checkpoint_epoch=-1)
-    x = np.zeros((20, 10, 8), np.float32)
     for rule, expected in (("legacy_precision", precise), ("legacy_f1", broad)):
-        monkeypatch.setattr(avvp_module, "detect", scripted_detect([precise, broad]))
-        out = fit_paper(job, x, labels, {"audio": (x, labels)}, rule, clip_loss=False)
+        class Scripted(LocalizationTask):
+            paper_metric = rule
+            load = None
+
+            def plan(self, data, job):
+                return HeadPlan([Fold(clips)], {"audio": clips})
+
+        monkeypatch.setattr(headtask_module, "predict", scripted_outputs([precise, broad]))
+        out = Scripted().run_source(job)
         assert out["audio"].metrics == pytest.approx(localization(truth, expected, 80))
 
 
@@ -283,7 +292,7 @@ def test_micro_runs_write_every_metric_and_rescorable_predictions(micro_clip_dat
         assert row["n_items"] == len(target.table.names)
         saved = np.load(out / "predictions" / "oracle" / row["task"] / f"{row['direction'].replace('->', '_to_')}_seed43.npz")
         assert saved["y_pred"].shape == target.table.labels.shape
-        rescored = avvp_module.rescore_localization(dict(saved))
+        rescored = Avvp().rescore(None, dict(saved))
         assert all(rescored[r["metric"]] == pytest.approx(r["value"]) for r in rows
                    if (r["task"], r["direction"]) == (row["task"], row["direction"]))
     assert document["meta"]["tasks"]["ave_avvp"]["about"]["label_map"] == "ave_avvp v1"

@@ -21,7 +21,8 @@ from release_files import AVE_AVVP_CLASSES, probe_weights, stored_steps, write_r
 from tasks.ave import Ave
 from tasks.ave_avvp import AveAvvp
 from tasks.avvp import Avvp
-from tasks.ucf_vgg import LISTS, UcfVgg
+from cmg_eval.data.ucf_vgg import LISTS
+from tasks.ucf_vgg import UcfVgg
 
 HEAD_TASKS = ("ave", "avvp", "ave_avvp", "ucf_vgg")
 

@@ -11,7 +11,8 @@ from cmg_eval.data.annotations import read_clip_csv, read_label_map
 from cmg_eval.data.zipfeat import read_feature_zip
 from cmg_eval.errors import CmgError
 from conftest import cli
-from tasks.ucf_vgg import LISTS, SELECTION_FOLD, TEST_FOLD, UcfVgg
+from cmg_eval.data.ucf_vgg import LISTS
+from tasks.ucf_vgg import SELECTION_FOLD, TEST_FOLD, UcfVgg
 
 FAST = ["--set", "epochs=2", "--seeds", "1", "--bootstrap", "0"]
 

@@ -3,7 +3,7 @@
 Inputs are boolean arrays (clips, segments, columns) with the background column last. Everything is
 computed from per-clip counts (`clip_counts`), so a subset of clips is rescored by summing rows.
 Global metrics are micro over cells; the `legacy_*` ones reproduce the reference's batch-weighted
-averages of per-batch ratios (reference-protocol.md 3.2, quirk 6).
+averages of per-batch ratios (docs/protocols.md, `## paper-protocol quirks`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from cmg_eval.io import folder_name  # noqa: E402
 from cmg_eval.metrics import confusion_matrix  # noqa: E402
 from cmg_eval.report.table import primary_cells  # noqa: E402
 from cmg_eval.report.text import LEGEND, primary_grid  # noqa: E402
+from cmg_eval.task import Predictions  # noqa: E402
 
 MODALITY_ORDER = ("video", "audio", "text")
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -111,9 +112,10 @@ def confusion_plot(document: dict[str, Any], run_dir: Path) -> str | None:
         if not path.is_file():
             continue
         with np.load(path, allow_pickle=False) as saved:
-            if not {"y_true", "y_pred"} <= set(saved.files) or saved["y_pred"].ndim != 1:
-                continue
-            y_true, y_pred = saved["y_true"], saved["y_pred"]
+            labels = Predictions.from_arrays(dict(saved)).class_labels() if "item" in saved.files else None
+        if labels is None:
+            continue
+        y_true, y_pred = labels
         n_classes = int(max(y_true.max(), y_pred.max())) + 1
         counts = confusion_matrix(y_true, y_pred, n_classes)
         figure, axis = plt.subplots(figsize=(4.5, 4))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +63,8 @@ def primary_cells(document: dict[str, Any]) -> dict[str, dict[tuple[str, str], C
 
 
 def averaged(document: dict[str, Any], task: str) -> bool:
-    """Classification and localization columns enter the average; retrieval recalls do not (as in the papers)."""
-    return not re.fullmatch(r"r\d+|map\d+|medr|meanr", document["meta"]["tasks"][task]["primary_metric"])
+    """Whether the task's metadata puts it in the average (`in_average`; results written before that field: yes)."""
+    return bool(document["meta"]["tasks"][task].get("in_average", True))
 
 
 def averages(document: dict[str, Any]) -> dict[str, float | None]:
