@@ -20,22 +20,31 @@ the `threshold` used (percent confidence).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from cmg_eval.errors import CmgError
-from cmg_eval.headtask import HEAD_DEFAULTS, HeadTask, Labeled
+from cmg_eval.headtask import HEAD_DEFAULTS, HEAD_DIRECTIONS, HeadTask, Labeled
 from cmg_eval.metrics.openset import (METRICS, best_paper_threshold, confidence, harmonic_mean,
                                       known_unknown_accuracy, missing_sets, open_set_scores, quantile_threshold,
                                       reject)
-from cmg_eval.task import Scored, SourceRun
+from cmg_eval.task import Predictions, Scored, SourceRun, TaskMeta
 
 # One scored clip: the head's class, its confidence, the threshold fixed by the clean protocol (NaN: chosen on
 # the scored clips, the paper rule) and the number of known classes (the head's outputs).
 DECISION = np.dtype([("predicted", np.int64), ("conf", np.float64), ("threshold", np.float64), ("known", np.int64)])
 REJECT_QUANTILE = 0.05
+# Title and authors are not stated here: the code release is where the protocol comes from.
+REFERENCE = "Open-set cross-modal generalization (MICU), ICCV 2025; code: github.com/haihuangcode/CMG, ICCV25-OSCMG"
 REJECT_SCALE = 0.5
+
+
+def open_set_meta(name: str, reference: str, files: tuple[str, ...]) -> TaskMeta:
+    """An open-set task's metadata: the open-set metrics, `h_score` primary, the four head directions; outside the
+    report's average column (the paper-style average of the closed-set tasks)."""
+    return TaskMeta(name=name, version="1", primary_metric="h_score", metrics=METRICS, directions=HEAD_DIRECTIONS,
+                    reference=reference, files=files, in_average=False)
 
 
 def open_set_defaults(known: int, epochs: int) -> dict[str, Any]:
@@ -75,11 +84,9 @@ def absent_note(where: str, labels: np.ndarray, known: int) -> list[str]:
 class OpenSetTask(HeadTask):
     """A `HeadTask` whose head knows the first `known` classes and rejects unconfident clips (see the module doc).
 
-    A concrete task sets `known_choices` (the K the release ships files for), `defaults = open_set_defaults(K)`
-    and plans its folds with `KnownLabeled` training clips."""
+    A concrete task sets `meta` (`open_set_meta`), `known_choices` (the K the release ships files for),
+    `defaults = open_set_defaults(K, epochs)` and plans its folds with `KnownLabeled` training clips."""
 
-    primary_metric = "h_score"
-    metrics = METRICS
     select_metric = "accuracy"    # clean: closed-set accuracy on held-out known-class source clips
     paper_metric = "h_score"      # paper: the best H over the ten test-set thresholds
     known_choices: tuple[int, ...] = ()
@@ -128,11 +135,11 @@ class OpenSetTask(HeadTask):
         threshold = decided["threshold"]
         if np.isnan(threshold).any():
             threshold = np.full(len(decided), best_paper_threshold(labels, decided["predicted"], decided["conf"], known))
-        predictions = {"item": items, "y_true": labels, "y_pred": reject(decided["predicted"], decided["conf"],
-                                                                         threshold, known),
-                       "confidence": decided["conf"], "threshold": threshold, "known": decided["known"]}
+        predictions = Predictions(items, {
+            "y_true": labels, "y_pred": reject(decided["predicted"], decided["conf"], threshold, known),
+            "confidence": decided["conf"], "threshold": threshold, "known": decided["known"]})
         return Scored(self.rescore(data, predictions), len(items), predictions)
 
-    def rescore(self, data: Any, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+    def rescore(self, data: Any, predictions: Mapping[str, np.ndarray]) -> dict[str, float]:
         return open_set_scores(predictions["y_true"], predictions["y_pred"], predictions["confidence"],
                                int(predictions["known"][0]), float(np.mean(predictions["threshold"])))

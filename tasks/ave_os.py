@@ -16,7 +16,7 @@ import numpy as np
 from cmg_eval.data.ave import N_CLASSES, AveData, load_ave
 from cmg_eval.data.openset import OPEN_SET, KnownSubsets, class_counts, read_known_orders
 from cmg_eval.headtask import Fold, HeadPlan, Labeled
-from cmg_eval.openset import KnownLabeled, OpenSetTask, absent_note, open_set_defaults
+from cmg_eval.openset import REFERENCE, KnownLabeled, OpenSetTask, absent_note, open_set_defaults, open_set_meta
 from cmg_eval.registry import register_task
 from cmg_eval.task import SourceRun
 
@@ -38,8 +38,10 @@ class AveOsData:
 class AveOs(OpenSetTask):
     """Open-set clip classification on AVE: 14 (or 21) known classes, the other 14 (7) to reject."""
 
-    name = "ave_os"
-    version = "1"
+    meta = open_set_meta("ave_os", REFERENCE + "; AVE: Tian et al., ECCV 2018",
+                         ("AVE-ECCV18-master/data/{visual_feature,audio_feature,labels}.h5",
+                          "AVE-ECCV18-master/data/{train,val,test}_order.h5",
+                          "OSCMG(cvpr25)/data/AVE_OSCMG/train_order_{14,21}class.h5"))
     known_choices = KNOWN
     defaults = open_set_defaults(KNOWN[0], epochs=25)   # the reference's launcher: 25 epochs
 

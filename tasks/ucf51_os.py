@@ -21,7 +21,7 @@ from cmg_eval.data.clipzips import ClipZips
 from cmg_eval.data.openset import CLIP_COLUMNS, OPEN_SET, KnownSubsets, class_counts, read_known_csvs
 from cmg_eval.errors import CmgError
 from cmg_eval.headtask import Fold, HeadPlan, Labeled
-from cmg_eval.openset import KnownLabeled, OpenSetTask, absent_note, open_set_defaults
+from cmg_eval.openset import REFERENCE, KnownLabeled, OpenSetTask, absent_note, open_set_defaults, open_set_meta
 from cmg_eval.registry import register_task
 from cmg_eval.task import FeatureSource, SourceRun
 
@@ -53,8 +53,10 @@ class Ucf51Data:
 class Ucf51Os(OpenSetTask):
     """Open-set clip classification on UCF51: 17 (or 34) known classes, the other 34 (17) to reject."""
 
-    name = "ucf51_os"
-    version = "1"
+    meta = open_set_meta("ucf51_os", REFERENCE + "; UCF101: Soomro et al. 2012",
+                         ("OSCMG(cvpr25)/data/UCF_OSCMG/{UCF51Categories.txt,ucf51checked.csv}",
+                          "OSCMG(cvpr25)/data/UCF_OSCMG/ucf51checked_{17,34}.csv",
+                          "UCF101ALL/feature/{video,audio}/zip/*.zip"))
     known_choices = KNOWN
     defaults = open_set_defaults(KNOWN[0], epochs=16)   # the reference's launcher: 16 epochs
 

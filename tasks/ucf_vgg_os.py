@@ -18,16 +18,17 @@ from pathlib import Path
 import numpy as np
 
 from cmg_eval.data.openset import OPEN_SET, KnownSubsets, class_counts, read_known_csvs
+from cmg_eval.data.ucf_vgg import DATASETS, LISTS, N_FOLDS, Dataset, load_dataset, read_paired_lists
 from cmg_eval.errors import CmgError
 from cmg_eval.headtask import Fold, HeadPlan, Labeled
-from cmg_eval.openset import KnownLabeled, OpenSetTask, absent_note, open_set_defaults
+from cmg_eval.openset import REFERENCE, KnownLabeled, OpenSetTask, absent_note, open_set_defaults, open_set_meta
 from cmg_eval.registry import register_task
 from cmg_eval.task import SourceRun
-from tasks.ucf_vgg import DATASETS, LISTS, N_FOLDS, SELECTION_FOLD, TEST_FOLD, Dataset, load_dataset, read_paired_lists
 
 KNOWN = (8, 12)
 FOLDER = OPEN_SET / "UCF_VGG_OSCMG"
 SUBSETS = {"video": "ucf2vggsound", "audio": "vggsound2ucf"}   # modality -> subset file stem
+TEST_FOLD, SELECTION_FOLD = 0, 1   # clean protocol: fold 0 is scored, fold 1 selects, the rest trains
 
 
 @dataclass
@@ -46,8 +47,11 @@ class UcfVggOsData:
 class UcfVggOs(OpenSetTask):
     """Open-set classification across datasets and modalities: 8 (or 12) known classes of the 16 pairs."""
 
-    name = "ucf_vgg_os"
-    version = "1"
+    meta = open_set_meta("ucf_vgg_os", REFERENCE + "; UCF101: Soomro et al. 2012; VGGSound: Chen et al., ICASSP 2020",
+                         ("feature_extractor/feature_extractor/{ucf2vggsound,vggsound2ucf}.csv",
+                          "feature_extractor/feature_extractor/{UCF101sameVGGSound,VGGSoundsameUCF101}.txt",
+                          "OSCMG(cvpr25)/data/UCF_VGG_OSCMG/{ucf2vggsound,vggsound2ucf}_{8,12}.csv",
+                          "UCF101/feature/video/zip/*.zip", "vggsound40k/feature/audio/zip/*.zip"))
     known_choices = KNOWN
     defaults = open_set_defaults(KNOWN[0], epochs=25)   # the reference's launcher: 25 epochs
 
