@@ -34,10 +34,9 @@ from cmg_eval.task import Predictions, Scored, SourceRun, TaskMeta
 # One scored clip: the head's class, its confidence, the threshold fixed by the clean protocol (NaN: chosen on
 # the scored clips, the paper rule) and the number of known classes (the head's outputs).
 DECISION = np.dtype([("predicted", np.int64), ("conf", np.float64), ("threshold", np.float64), ("known", np.int64)])
-REJECT_QUANTILE = 0.05
+REJECT_QUANTILE, REJECT_SCALE = 0.05, 0.5   # the clean protocol's rejection rule (module doc)
 # Title and authors are not stated here: the code release is where the protocol comes from.
 REFERENCE = "Open-set cross-modal generalization (MICU), ICCV 2025; code: github.com/haihuangcode/CMG, ICCV25-OSCMG"
-REJECT_SCALE = 0.5
 
 
 def open_set_meta(name: str, reference: str, files: tuple[str, ...]) -> TaskMeta:
@@ -67,12 +66,6 @@ def decisions(outputs: np.ndarray, threshold: float = float("nan")) -> np.ndarra
     out = np.empty(len(outputs), DECISION)
     out["predicted"], out["conf"], out["threshold"], out["known"] = predicted, conf, threshold, outputs.shape[1]
     return out
-
-
-def test_counts(labels: np.ndarray, known: int) -> dict[str, int]:
-    """Known and unknown clips among scored labels."""
-    is_known = np.asarray(labels) < known
-    return {"known_clips": int(is_known.sum()), "unknown_clips": int((~is_known).sum())}
 
 
 def absent_note(where: str, labels: np.ndarray, known: int) -> list[str]:
