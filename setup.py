@@ -7,7 +7,10 @@ setup(
     version="0.1.0",
     description="Cross-modal generalization evaluation of unified audio/video/text encoders",
     python_requires=">=3.11",
-    packages=find_packages(include=["cmg_eval", "cmg_eval.*", "tasks", "tasks.*"]),
+    # the top-level `tasks/` folder installs as `cmg_eval.tasks`, never as a top-level `tasks` package (a user
+    # project's own `tasks` module would collide with it)
+    packages=[*find_packages(include=["cmg_eval", "cmg_eval.*"]), "cmg_eval.tasks"],
+    package_dir={"cmg_eval.tasks": "tasks"},
     package_data={"cmg_eval.data": ["labelmaps/*.json"]},
     install_requires=[
         "torch>=2.13",

@@ -136,13 +136,15 @@ def list_registered(what: str | None) -> None:
     """List registered tasks, encoders and pretraining methods."""
     if what in (None, "tasks"):
         table = Table(title="tasks")
-        for column in ("name", "version", "primary metric", "directions", "in average", "reference"):
+        for column in ("name", "version", "primary metric", "directions", "in average"):
             table.add_column(column)
-        for name in registry.tasks.names():
-            meta = registry.tasks.get(name).meta
-            table.add_row(name, meta.version, meta.primary_metric, ", ".join(meta.to_json()["directions"]),
-                          "yes" if meta.in_average else "no", meta.reference)
+        metas = [registry.tasks.get(name).meta for name in registry.tasks.names()]
+        for meta in metas:
+            table.add_row(meta.name, meta.version, meta.primary_metric, ", ".join(meta.to_json()["directions"]),
+                          "yes" if meta.in_average else "no")
         console.print(table)
+        for meta in metas:
+            console.print(f"{meta.name}: {meta.reference}", markup=False, highlight=False)
     if what in (None, "encoders"):
         table = Table(title="encoders")
         table.add_column("name")

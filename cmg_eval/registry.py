@@ -56,7 +56,7 @@ class Registry(Generic[T]):
 
 
 encoders: Registry = Registry("encoder", "cmg_eval.encoders", ("cmg_eval.encoders",))
-tasks: Registry = Registry("task", "cmg_eval.tasks", ("tasks",))
+tasks: Registry = Registry("task", "cmg_eval.tasks", ("cmg_eval.tasks",))   # the repository's tasks/ folder
 methods: Registry = Registry("method", "cmg_eval.methods", ("cmg_eval.train.methods",))
 
 register_encoder = encoders.register

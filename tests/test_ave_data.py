@@ -9,7 +9,7 @@ import pytest
 from cmg_eval.errors import CmgError
 from conftest import MICRO_COUNTS, write_micro_ave
 from cmg_eval.data.ave import clip_labels
-from tasks.ave import Ave
+from cmg_eval.tasks.ave import Ave
 
 
 @pytest.fixture(scope="module")

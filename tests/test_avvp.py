@@ -19,8 +19,8 @@ from cmg_eval.localization import LOCALIZATION_METRICS, ExpLogLoss, Localization
 from cmg_eval.metrics import localization
 from cmg_eval.task import SourceRun
 from conftest import cli
-from tasks.ave_avvp import AveAvvp
-from tasks.avvp import Avvp
+from cmg_eval.tasks.ave_avvp import AveAvvp
+from cmg_eval.tasks.avvp import Avvp
 
 CLASSES = ["Speech", "Violin_fiddle", "Dog"]
 HEADER = "filename\tonset\toffset\tevent_labels\n"

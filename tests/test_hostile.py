@@ -247,7 +247,7 @@ def test_annotation_ids_cannot_leave_the_data_root(tmp_path, micro_clip_data, cl
 
 def test_retrieval_item_ids_cannot_leave_the_data_root(tmp_path, tiny_data):
     from cmg_eval.errors import CmgError
-    from tasks.msrvtt_vt import MsrvttVideoText
+    from cmg_eval.tasks.msrvtt_vt import MsrvttVideoText
 
     shutil.copytree(tiny_data / "MSRVTT", tmp_path / "MSRVTT")
     csv_path = tmp_path / "MSRVTT" / "msrvtt_1kA_test.csv"

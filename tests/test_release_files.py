@@ -18,11 +18,11 @@ from cmg_eval.data.clipzips import fit_steps
 from cmg_eval.data.zipfeat import read_feature_zip
 from conftest import cli
 from release_files import AVE_AVVP_CLASSES, probe_weights, stored_steps, write_release
-from tasks.ave import Ave
-from tasks.ave_avvp import AveAvvp
-from tasks.avvp import Avvp
+from cmg_eval.tasks.ave import Ave
+from cmg_eval.tasks.ave_avvp import AveAvvp
+from cmg_eval.tasks.avvp import Avvp
 from cmg_eval.data.ucf_vgg import LISTS
-from tasks.ucf_vgg import UcfVgg
+from cmg_eval.tasks.ucf_vgg import UcfVgg
 
 HEAD_TASKS = ("ave", "avvp", "ave_avvp", "ucf_vgg")
 

@@ -13,9 +13,9 @@ from cmg_eval.data.synth.world import World
 from cmg_eval.data.zipfeat import write_feature_zip
 from cmg_eval.encoders.oracle import OracleEncoder
 from cmg_eval.errors import CmgError
-from tasks.clotho_at import ClothoAudioText
-from tasks.mscoco_vt import MscocoVideoText
-from tasks.msrvtt_vt import MsrvttVideoText
+from cmg_eval.tasks.clotho_at import ClothoAudioText
+from cmg_eval.tasks.mscoco_vt import MscocoVideoText
+from cmg_eval.tasks.msrvtt_vt import MsrvttVideoText
 
 from conftest import cli
 

@@ -1,6 +1,8 @@
 """Task metadata: one frozen object per task, read by `ls tasks`, results.json and the report's average."""
 
 import dataclasses
+import subprocess
+import sys
 
 import pytest
 
@@ -54,3 +56,13 @@ def document(in_average):
                                              ({"cls": True, "ret": True}, 25.0), ({"cls": False, "ret": False}, None)])
 def test_the_average_reads_the_in_average_field(flags, expected):
     assert averages(document(flags))["m"] == expected
+
+
+def test_tasks_folder_installs_under_the_package_not_as_a_top_level_tasks(tmp_path):
+    """A user project's own `tasks` module must not collide with ours: outside the repository, `import tasks`
+    fails and the built-in tasks import as `cmg_eval.tasks`."""
+    run = lambda code: subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)  # noqa: E731
+    assert "No module named 'tasks'" in run("import tasks").stderr
+    found = run("import cmg_eval.tasks.ave, cmg_eval.registry as r; print(','.join(r.tasks.names()))")
+    assert found.returncode == 0, found.stderr
+    assert set(found.stdout.strip().split(",")) == SEVEN

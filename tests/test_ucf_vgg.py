@@ -12,7 +12,7 @@ from cmg_eval.data.zipfeat import read_feature_zip
 from cmg_eval.errors import CmgError
 from conftest import cli
 from cmg_eval.data.ucf_vgg import LISTS
-from tasks.ucf_vgg import SELECTION_FOLD, TEST_FOLD, UcfVgg
+from cmg_eval.tasks.ucf_vgg import SELECTION_FOLD, TEST_FOLD, UcfVgg
 
 FAST = ["--set", "epochs=2", "--seeds", "1", "--bootstrap", "0"]
 
