@@ -14,7 +14,7 @@ setup(
     package_data={"cmg_eval.data": ["labelmaps/*.json"]},
     install_requires=[
         "torch>=2.13",
-        "scikit-learn",
+        "scipy",            # bootstrap, permutation and binomial tests (cmg_eval.compare)
         "torchmetrics",
         "pandas",
         "click",
@@ -23,6 +23,7 @@ setup(
         "h5py",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest", "hypothesis"], "text": ["transformers>=4.40"]},
+    # scikit-learn: only the cross-check tests use it
+    extras_require={"test": ["pytest", "hypothesis", "scikit-learn"], "text": ["transformers>=4.40"]},
     entry_points={"console_scripts": ["cmg-eval=cmg_eval.cli:main"]},
 )

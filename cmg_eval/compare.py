@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from scipy import stats
 
 from cmg_eval.errors import CmgError
 from cmg_eval.task import Scored, Task
@@ -14,56 +15,52 @@ from cmg_eval.task import Scored, Task
 Rescore = Callable[[np.ndarray], float]  # metric value on the items at these indices
 
 
-def bootstrap_indices(n_items: int, resamples: int, seed: int) -> np.ndarray:
-    """(resamples, n_items) item indices drawn with replacement from a seeded generator."""
-    return np.random.default_rng(seed).integers(0, n_items, (resamples, n_items))
+def _percentile_bootstrap(statistic: Rescore, n_items: int, resamples: int, seed: int, level: float) -> tuple[float, float]:
+    """scipy's percentile bootstrap of `statistic(item indices)` over items resampled with replacement."""
+    result = stats.bootstrap((np.arange(n_items),), statistic, n_resamples=resamples, vectorized=False,
+                             confidence_level=level, method="percentile", random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def bootstrap_interval(rescore: Rescore, n_items: int, resamples: int = 1000, seed: int = 0,
                        level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of the metric over item resamples."""
-    values = np.array([rescore(idx) for idx in bootstrap_indices(n_items, resamples, seed)])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    return _percentile_bootstrap(rescore, n_items, resamples, seed, level)
 
 
 def paired_bootstrap(rescore_a: Rescore, rescore_b: Rescore, n_items: int, resamples: int = 1000,
                      seed: int = 0, level: float = 0.95) -> dict[str, float]:
     """Difference a - b with items resampled together: point value and percentile interval."""
+    low, high = _percentile_bootstrap(lambda idx: rescore_a(idx) - rescore_b(idx), n_items, resamples, seed, level)
     everything = np.arange(n_items)
-    diffs = np.array([rescore_a(idx) - rescore_b(idx) for idx in bootstrap_indices(n_items, resamples, seed)])
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(diffs, [tail, 100 - tail])
-    return {"diff": float(rescore_a(everything) - rescore_b(everything)), "ci_low": float(low), "ci_high": float(high)}
+    return {"diff": float(rescore_a(everything) - rescore_b(everything)), "ci_low": low, "ci_high": high}
 
 
 def paired_permutation_p(statistic: Callable[[np.ndarray], float], n_items: int, resamples: int = 1000,
                          seed: int = 0, exact_below: int = 12) -> float:
-    """Two-sided p-value of a paired swap test.
+    """Two-sided p-value of a paired swap test (scipy's `permutation_test`): every swap enumerated for at most
+    `exact_below` items, seeded Monte Carlo otherwise.
 
-    `statistic(swap)` is the metric difference a - b after swapping the two models' predictions
-    on items where `swap` is True. Exact enumeration for few items, seeded Monte Carlo otherwise.
+    `statistic(swap)` is the metric difference a - b after swapping the two models' predictions on items where
+    `swap` is True; p is the share of swaps whose |difference| reaches the observed one.
     """
-    observed = abs(statistic(np.zeros(n_items, bool)))
-    if n_items <= exact_below:
-        swaps = ((np.arange(2 ** n_items)[:, None] >> np.arange(n_items)) & 1).astype(bool)
-        values = np.abs([statistic(s) for s in swaps])
-        return float(np.mean(values >= observed - 1e-12))
-    rng = np.random.default_rng(seed)
-    values = np.abs([statistic(rng.random(n_items) < 0.5) for _ in range(resamples)])
-    return float((1 + np.sum(values >= observed - 1e-12)) / (1 + resamples))
+    def absolute(first: np.ndarray, second: np.ndarray) -> float:   # item i of the first sample: i (a) or n + i (b)
+        return abs(statistic(first >= n_items))
+
+    result = stats.permutation_test((np.arange(n_items), np.arange(n_items) + n_items), absolute,
+                                    permutation_type="samples", vectorized=False,
+                                    n_resamples=np.inf if n_items <= exact_below else resamples,
+                                    alternative="greater", random_state=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
 def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact McNemar test (two-sided binomial on the discordant pairs)."""
+    """Exact McNemar test: scipy's two-sided binomial test on the discordant pairs."""
     only_a = int(np.sum(correct_a & ~correct_b))
     only_b = int(np.sum(~correct_a & correct_b))
-    n = only_a + only_b
-    if n == 0:
+    if only_a + only_b == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1)) / 2 ** n
-    return float(min(1.0, 2 * tail))
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
 # ------------------------------------------------------------------------------------------ the gate

@@ -91,6 +91,10 @@ class Embedder:
             self.cache.store(key, array, {"model": self.model.identity, "data": source.key, "where": source.where})
         return array
 
+    def encode_uncached(self, source: FeatureSource) -> np.ndarray:
+        """`source` encoded now, bypassing the cache (encodings that differ from call to call)."""
+        return self._encode(source)
+
     def _encode(self, source: FeatureSource) -> np.ndarray:
         encoder, readout = self.model.encoder, self.model.readout
         dim = encoder.output_dim(readout)

@@ -116,14 +116,16 @@ def small_model_cpu() -> Iterator[None]:
 @small_model_cpu()
 def train(head: nn.Module, inputs: np.ndarray, targets: np.ndarray, loss_fn: Callable, settings: dict[str, Any],
           seed: int, after_epoch: Callable[[int, nn.Module], None], epochs: int | None = None,
-          clip_loss: bool = True, min_steps: int = 0, device: str | torch.device = "cpu") -> None:
+          clip_loss: bool = True, min_steps: int = 0, device: str | torch.device = "cpu",
+          epoch_inputs: Callable[[int], np.ndarray] | None = None) -> None:
     """Adam + MultiStepLR + per-module grad-norm clipping, shuffled batches from a seeded generator.
 
     `after_epoch(epoch, head)` runs after each epoch (selection, scoring); the scheduler steps after it.
     A `loss_fn` module with parameters (the reference's learnable loss weights) is optimized with the head
     and clipped as its own module unless `clip_loss` is False. With `min_steps`, an epoch is as many
     shuffled passes as it takes for all epochs to make at least that many optimizer steps. Head, loss module
-    and batches move to `device`.
+    and batches move to `device`. With `epoch_inputs`, each epoch trains on `epoch_inputs(epoch)` (the same items
+    encoded anew) instead of `inputs`.
     """
     generator = torch.Generator().manual_seed(seed)  # on the CPU whatever the device: the same batches
     device = torch.device(device)
@@ -142,6 +144,8 @@ def train(head: nn.Module, inputs: np.ndarray, targets: np.ndarray, loss_fn: Cal
     epochs = int(settings["epochs"]) if epochs is None else epochs
     passes = passes_per_epoch(len(x_all), settings, epochs, min_steps) if min_steps else 1
     for epoch in range(epochs):
+        if epoch_inputs is not None:
+            x_all = torch.from_numpy(np.ascontiguousarray(epoch_inputs(epoch))).to(device)
         head.train()
         for _ in range(passes):
             order = torch.randperm(len(x_all), generator=generator)

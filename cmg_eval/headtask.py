@@ -37,8 +37,11 @@ Embed = Callable[[FeatureSource], np.ndarray]
 # `paper_lr`, used by the paper protocol); the clean protocol adds CLEAN_TRAINING and trains at `lr`.
 CLASSIFICATION_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 HEAD_DIRECTIONS = (("video", "audio"), ("audio", "video"), ("video", "video"), ("audio", "audio"))
+# `encode_mode` (paper protocol): "eval" trains on the cached eval-mode embeddings; "train" re-encodes the
+# training items every epoch with the encoder's dropout active (seeded, no gradients), as the reference's
+# scripts do while they train a head; targets are scored on eval-mode embeddings either way.
 HEAD_DEFAULTS = {"epochs": 30, "batch_size": 80, "lr": 2e-3, "paper_lr": 4e-4, "milestones": [10, 20, 30],
-                 "gamma": 0.5, "clip_grad": 0.5, **CLEAN_TRAINING}
+                 "gamma": 0.5, "clip_grad": 0.5, "encode_mode": "eval", **CLEAN_TRAINING}
 
 
 @dataclass
@@ -83,6 +86,22 @@ class HeadPlan:
 
     folds: list[Fold]
     tests: dict[str, Labeled]
+
+
+def encode(part: Labeled, embed: Embed) -> np.ndarray:
+    """Embeddings of every source row of `part` through `embed`."""
+    return embed(part.source) if isinstance(part.source, FeatureSource) else part.source(embed)
+
+
+def dropout_inputs(job: SourceRun, fit: Labeled) -> Callable[[int], np.ndarray] | None:
+    """epoch -> the training items encoded anew with the encoder's dropout active (seeded by head seed and
+    epoch), when the job's `encode_mode` is "train"; None (cached eval-mode embeddings) otherwise."""
+    if job.settings.get("encode_mode", "eval") != "train":
+        return None
+    if job.encode_train is None:
+        raise CmgError("encode_mode=train: this run cannot re-encode with dropout (no encoder at hand)")
+    rows = slice(None) if fit.rows is None else fit.rows
+    return lambda epoch: encode(fit, lambda source: job.encode_train(source, job.seed * 10_000 + epoch))[rows]
 
 
 class HeadTask(Task):
@@ -154,10 +173,9 @@ class HeadTask(Task):
         embedded: dict[str | int, np.ndarray] = {}   # each source encoded (or read from the cache) once per job
 
         def inputs(part: Labeled) -> np.ndarray:
-            source = part.source
-            key = source.key if isinstance(source, FeatureSource) else id(source)
+            key = part.source.key if isinstance(part.source, FeatureSource) else id(part.source)
             if key not in embedded:
-                embedded[key] = job.embed(source) if isinstance(source, FeatureSource) else source(job.embed)
+                embedded[key] = encode(part, job.embed)
             return embedded[key] if part.rows is None else embedded[key][part.rows]
 
         if job.protocol == "paper":
@@ -212,6 +230,7 @@ class HeadTask(Task):
             job.on_epoch()
 
         train(head, x_train, y_train, self.paper_loss(n_outputs), {**job.settings, "lr": job.settings["paper_lr"]},
-              job.seed, score_all, epochs=epochs, clip_loss=self.clip_loss, device=job.device)
+              job.seed, score_all, epochs=epochs, clip_loss=self.clip_loss, device=job.device,
+              epoch_inputs=dropout_inputs(job, fold.fit))
         return {t: self.score(job.data, labels, best[t][1], plan.tests[t].ids, batch)
                 for t, (_, labels) in tests.items()}

@@ -25,6 +25,7 @@ from cmg_eval.cache import EmbeddingCache
 from cmg_eval.codebook import codebook_report
 from cmg_eval.compare import BOOTSTRAP_SEED, SIGNIFICANCE, add_interval, compare_models
 from cmg_eval.data.manifest import manifest, manifest_hash
+from cmg_eval.dropout import DropoutEncoding, check_dropout
 from cmg_eval.embedder import Embedder, check_device
 from cmg_eval.encoders.base import LoadedModel
 from cmg_eval.encoders.loading import check_labels, load_model, parse_ckpt_spec
@@ -169,11 +170,24 @@ def make_plan(config: RunConfig, models: list[dict[str, Any]] | None = None) -> 
     datasets = {name: task.load(config.data_root) for name, task in tasks.items()}
     files = manifest([f for name, task in tasks.items() for f in task.files(datasets[name])], config.data_root)
     check_directions(config.directions, tasks)
+    check_encode_mode(config.protocol, settings)
     jobs, skipped = plan_jobs(models, tasks, seeds, config.directions)
     fingerprints = job_fingerprints({"models": models, "tasks": tasks, "settings": settings,
                                      "protocol": config.protocol, "data_hash": manifest_hash(files),
                                      "allow_nonfinite": config.allow_nonfinite, "device": config.device}, jobs)
     return Plan(config, tasks, datasets, settings, seeds, models, jobs, fingerprints, skipped, files), loaded
+
+
+def encode_modes(settings: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Task -> how its training embeddings were encoded ("eval": cached, eval mode; "train": dropout active)."""
+    return {name: values.get("encode_mode", "eval") for name, values in settings.items()}
+
+
+def check_encode_mode(protocol: str, settings: dict[str, dict[str, Any]]) -> None:
+    train = [name for name, mode in encode_modes(settings).items() if mode == "train"]
+    if train and protocol != "paper":
+        raise CmgError(f"--set encode_mode=train ({', '.join(train)}): a setting of the paper protocol (the "
+                       f"{protocol} protocol trains on cached eval-mode embeddings); add --protocol paper")
 
 
 def shard(jobs: list[Job], index: int, count: int) -> list[Job]:
@@ -200,10 +214,11 @@ def execute(plan: Plan, loaded: list[LoadedModel], jobs: list[Job], store: JobSt
         model, task = models[job.model], plan.tasks[job.task]
         embedder = embedders.setdefault(job.model, Embedder(model, cache, plan.config.encode_batch, progress,
                                                             plan.config.allow_nonfinite, plan.config.device))
+        encode_train = DropoutEncoding(embedder) if plan.settings[job.task].get("encode_mode") == "train" else None
         source_run = SourceRun(data=plan.datasets[job.task], source=job.source, targets=job.targets, seed=job.seed,
                                protocol=plan.config.protocol, settings=plan.settings[job.task], embed=embedder,
                                checkpoint_epoch=model.checkpoint_epoch, device=plan.config.device,
-                               strict=not plan.config.allow_nonfinite)
+                               strict=not plan.config.allow_nonfinite, encode_train=encode_train)
         bar = progress.add_task(f"{job.model} {job.task} {job.source} seed {job.seed}", total=task.epochs(source_run))
         source_run.on_epoch = lambda bar=bar: progress.advance(bar)
         scored = task.run_source(source_run)
@@ -328,7 +343,7 @@ def assemble(plan: Plan, store: JobStore, extra_meta: dict[str, Any]) -> dict[st
         "data": {"root": str(config.data_root), "manifest": plan.files, "manifest_hash": manifest_hash(plan.files),
                  # per task: what the files do that is accepted but worth knowing (label-map differences, ...)
                  "notes": {name: task.data_notes(plan.datasets[name]) for name, task in plan.tasks.items()}},
-        "encode_mode": "eval",
+        "encode_mode": encode_modes(plan.settings),   # per task: "eval" (cached) or "train" (dropout, per epoch)
         "allow_nonfinite": config.allow_nonfinite,
         "device": config.device,            # where encoders and heads ran (cpu or cuda)
         "bootstrap": {"resamples": config.bootstrap, "seed": BOOTSTRAP_SEED, "level": 0.95,
@@ -363,6 +378,9 @@ def run(config: RunConfig, progress: Progress | None = None, shard_index: int = 
         (out / name).unlink(missing_ok=True)
     check_device(config.device)
     plan, loaded = make_plan(config)
+    if "train" in encode_modes(plan.settings).values():
+        for model in loaded:   # an encoder without dropout is refused before any job runs
+            check_dropout(model)
     refuse_foreign_results(out, plan)
     mine = shard(plan.jobs, shard_index, shard_count)
     codebook = codebook_report(loaded, config.data_root)

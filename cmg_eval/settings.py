@@ -54,6 +54,7 @@ HEAD_TRAINING: Rules = {
     "paper_lr": (_positive, "a finite number > 0"),
     "gamma": (_positive, "a finite number > 0"),
     "clip_grad": (_positive, "a finite number > 0"),
+    "encode_mode": (lambda v: v in ("eval", "train"), "eval or train"),
     "milestones": (lambda v: isinstance(v, list) and all(isinstance(m, int) and not isinstance(m, bool) and m >= 0
                                                           for m in v), "a list of whole numbers >= 0"),
 }

@@ -99,6 +99,9 @@ class SourceRun:
     on_epoch: Callable[[], None] = lambda: None   # called once per trained epoch (progress)
     device: str = "cpu"     # where heads train (embeddings stay on the CPU)
     strict: bool = True     # refuse non-finite input features (False: the embedder sets them to 0)
+    # (source, seed) -> embeddings encoded anew with the encoder's dropout active (never cached), for the paper
+    # protocol's `encode_mode=train`; None where the run cannot provide them
+    encode_train: Callable[[FeatureSource, int], np.ndarray] | None = None
 
 
 def direction_name(source: str, target: str) -> str:

@@ -4,6 +4,9 @@ Inputs are boolean arrays (clips, segments, columns) with the background column 
 computed from per-clip counts (`clip_counts`), so a subset of clips is rescored by summing rows.
 Global metrics are micro over cells; the `legacy_*` ones reproduce the reference's batch-weighted
 averages of per-batch ratios (docs/protocols.md, `## paper-protocol quirks`).
+Hand-written: no library computes the legacy batch-weighted ratios or AVVP's event matching, and per-clip counts
+let bootstrap and paired tests rescore any subset by summing rows (the tests check the micro scores against
+scikit-learn).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ order is uniformly random. Every metric is the exact expectation over those orde
   holds a positive with probability p / t, and then E[hits] = c + 1 + (j - 1)(p - 1)/(t - 1)
   (c positives score higher).
 Recalls and mAP@k are percent; `medr` and `meanr` are 1-based ranks (lower is better).
+Hand-written because no library computes expectations over tie orders (torchmetrics' retrieval metrics break ties
+by position; the tests check them against it on tie-free scores).
 """
 
 from __future__ import annotations
