@@ -141,10 +141,10 @@ class HeadTask(Task):
         """Head outputs -> predictions (class indices)."""
         return outputs.argmax(axis=1)
 
-    def fold_decide(self, select_outputs: np.ndarray, select_labels: np.ndarray,
+    def fold_decide(self, head: nn.Module, x_select: np.ndarray, y_select: np.ndarray,
                     settings: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
-        """Clean protocol: the decision rule of one fold's head, given its outputs on the fold's selection items at
-        the kept epoch (default: `decide`; an open-set task calibrates its rejection threshold there)."""
+        """Clean protocol: the decision rule of one fold's head at its kept epoch, which may be calibrated on the
+        fold's selection items (default: `decide`; an open-set task fixes its rejection threshold there)."""
         return self.decide
 
     def epoch_metrics(self, labels: np.ndarray, decisions: np.ndarray, batch_size: int) -> dict[str, float]:
@@ -197,7 +197,7 @@ class HeadTask(Task):
             x_select = inputs(fold.select)
             head = fit_clean(head, x_fit, y_fit, x_select, fold.select.y, self.loss, select_score,
                              job.settings, job.seed, int(job.settings["epochs"]), job.on_epoch, device=job.device)
-            decide = self.fold_decide(predict(head, x_select), fold.select.y, job.settings)
+            decide = self.fold_decide(head, x_select, fold.select.y, job.settings)
             for target, (x_test, _) in tests.items():
                 rows = fold.scored.get(target)
                 decided = decide(predict(head, x_test if rows is None else x_test[rows]))

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from torch import nn
 
 from cmg_eval.errors import CmgError
 from cmg_eval.headtask import HEAD_DEFAULTS, HEAD_DIRECTIONS, HeadTask, Labeled
+from cmg_eval.heads import predict
 from cmg_eval.metrics.openset import (METRICS, best_paper_threshold, confidence, harmonic_mean,
                                       known_unknown_accuracy, missing_sets, open_set_scores, quantile_threshold,
                                       reject)
@@ -103,10 +105,10 @@ class OpenSetTask(HeadTask):
     def decide(self, outputs: np.ndarray) -> np.ndarray:
         return decisions(outputs)
 
-    def fold_decide(self, select_outputs: np.ndarray, select_labels: np.ndarray,
+    def fold_decide(self, head: nn.Module, x_select: np.ndarray, y_select: np.ndarray,
                     settings: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
         """The clean rule: the threshold is a quantile of the held-out known-class clips' confidences."""
-        threshold = quantile_threshold(confidence(select_outputs)[1], float(settings["reject_quantile"]),
+        threshold = quantile_threshold(confidence(predict(head, x_select))[1], float(settings["reject_quantile"]),
                                        float(settings["reject_scale"]))
         return lambda outputs: decisions(outputs, threshold)
 
