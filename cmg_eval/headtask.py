@@ -141,6 +141,12 @@ class HeadTask(Task):
         """Head outputs -> predictions (class indices)."""
         return outputs.argmax(axis=1)
 
+    def fold_decide(self, head: nn.Module, x_select: np.ndarray, y_select: np.ndarray,
+                    settings: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+        """Clean protocol: the decision rule of one fold's head at its kept epoch, which may be calibrated on the
+        fold's selection items (default: `decide`; an open-set task fixes its rejection threshold there)."""
+        return self.decide
+
     def epoch_metrics(self, labels: np.ndarray, decisions: np.ndarray, batch_size: int) -> dict[str, float]:
         """The metrics epochs are chosen by (`select_metric`, `paper_metric`), cheaply; higher is better."""
         return {"accuracy": 100.0 * float((decisions == labels).mean())}
@@ -188,11 +194,13 @@ class HeadTask(Task):
             x_fit, y_fit = inputs(fold.fit), fold.fit.y
             n_outputs = self.n_outputs(job.data, fold.fit)
             head = clean_head(lambda: self.head(x_fit.shape[-1], n_outputs), job.seed, x_fit, job.settings)
-            head = fit_clean(head, x_fit, y_fit, inputs(fold.select), fold.select.y, self.loss, select_score,
+            x_select = inputs(fold.select)
+            head = fit_clean(head, x_fit, y_fit, x_select, fold.select.y, self.loss, select_score,
                              job.settings, job.seed, int(job.settings["epochs"]), job.on_epoch, device=job.device)
+            decide = self.fold_decide(head, x_select, fold.select.y, job.settings)
             for target, (x_test, _) in tests.items():
                 rows = fold.scored.get(target)
-                decided = self.decide(predict(head, x_test if rows is None else x_test[rows]))
+                decided = decide(predict(head, x_test if rows is None else x_test[rows]))
                 if rows is None:
                     decisions[target] = decided
                 else:

@@ -1,4 +1,4 @@
-"""Metrics, one module per family: classification, localization, retrieval.
+"""Metrics, one module per family: classification, localization, retrieval, open-set classification.
 
 Metrics know no tasks: each function takes arrays and returns numbers (percent unless noted).
 """
