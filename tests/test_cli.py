@@ -63,7 +63,7 @@ def test_ls_lists_exactly_the_registered_names():
     tasks = cli("ls", "tasks")
     assert tasks.exit_code == 0
     assert first_column(tasks.output) == sorted(["ave", "avvp", "ave_avvp", "ucf_vgg", "msrvtt_vt", "mscoco_vt",
-                                                 "clotho_at"])
+                                                 "clotho_at", "ave_os", "ucf51_os", "ucf_vgg_os"])
     encoders = cli("ls", "encoders")
     assert first_column(encoders.output) == sorted(["cmcm", "dcid", "dcid-fsq", "dcid-rvq", "dcid-rvq2", "dcid-rvq3",
                                                     "dcid-rvq4", "fcid", "micu", "oracle", "srcid"])
