@@ -79,7 +79,8 @@ def _average_precision(greater: np.ndarray, tied: np.ndarray, block_pos: np.ndar
     term = block_pos[..., None] / np.maximum(tied[..., None], 1.0) * hits / position
     term = np.where((slot <= tied[..., None]) & (position <= k), term, 0.0).sum(-1)
     per_positive = np.where(valid, term / np.maximum(block_pos, 1.0), 0.0)  # each block counted once
-    return per_positive.sum(1) / np.minimum(valid.sum(1), k)
+    # AP is at most 1; summing the expectation's terms in floating point can pass it by an ulp
+    return np.minimum(per_positive.sum(1) / np.minimum(valid.sum(1), k), 1.0)
 
 
 def tie_facts(scores: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray, ...]:
