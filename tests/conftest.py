@@ -109,3 +109,22 @@ def clip_tasks_run(tiny_data, random_dcid, tmp_path_factory) -> Path:
                  "--cache-dir", base / "cache")
     assert result.exit_code == 0, result.output
     return base / "run"
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models: one thread avoids hand-offs between threads that cost more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def pretrain_root(tmp_path_factory) -> Path:
+    """A 24-clip VGGSound-AVEL40k in its release layout (read-only: tests that damage it copy it first)."""
+    from cmg_eval.data.synth import vggsound40k
+
+    root = tmp_path_factory.mktemp("vggsound40k")
+    vggsound40k.write(root, World(0), "tiny", np.random.default_rng(0), clips=24)
+    return root

@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from cmg_eval.data.synth import vggsound40k
-from cmg_eval.data.synth.world import World
 from cmg_eval.encoders.loading import load_checkpoint
 from cmg_eval.errors import CmgError
 from cmg_eval.train.distributed import Ranks
@@ -44,12 +42,6 @@ from cmg_eval.cli import main
 main(sys.argv[1:], prog_name="cmg-eval")
 '''
 
-
-@pytest.fixture(scope="module")
-def pretrain_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vggsound40k")
-    vggsound40k.write(root, World(0), "tiny", np.random.default_rng(0), clips=24)
-    return root
 
 
 def torchrun(root, out, dump, *settings):

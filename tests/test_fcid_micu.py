@@ -56,12 +56,7 @@ CRITERION_SIM_VAR = [-0.7, 3.8 / 3, 5.5 / 3]     # -0.7 sim + 0.3 var: order 2, 
 CRITERION_SIM = [-0.7, 1.4 / 3, 0.7 / 3]         # -0.7 sim:           order 1, 2, 0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write(tmp_path, ckpt, name="model.pt"):

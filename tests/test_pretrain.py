@@ -20,21 +20,8 @@ SMALL = ["hidden=16", "ff_dim=16", "n_heads=2", "se_hidden=4", "video_output_dim
 METHODS = ["dcid", "cmcm", "srcid", "dcid-fsq", "dcid-rvq2", "dcid-rvq3", "dcid-rvq4"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids hand-offs between threads that cost more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(scope="module")
-def pretrain_root(tmp_path_factory):
-    """A 24-clip VGGSound-AVEL40k in its release layout."""
-    root = tmp_path_factory.mktemp("vggsound40k")
-    vggsound40k.write(root, World(0), "tiny", np.random.default_rng(0), clips=24)
-    return root
 
 
 def pretrain(root, out, method="dcid", *settings):

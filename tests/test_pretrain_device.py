@@ -2,13 +2,10 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from cmg_eval import registry
-from cmg_eval.data.synth import vggsound40k
-from cmg_eval.data.synth.world import World
 from cmg_eval.encoders.loading import load_checkpoint
 from cmg_eval.train.data import load_pretrain_set
 from cmg_eval.train.presets import resolve_settings
@@ -20,19 +17,8 @@ SMALL = ["hidden=16", "ff_dim=16", "n_heads=2", "se_hidden=4", "video_output_dim
          "reset_after=0", "reset_active_within=2"]  # every unused code is reset at every step
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(scope="module")
-def pretrain_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vggsound40k")
-    vggsound40k.write(root, World(0), "tiny", np.random.default_rng(0), clips=24)
-    return root
 
 
 def trainer(root: Path, method: str) -> Trainer:

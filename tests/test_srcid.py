@@ -17,12 +17,7 @@ SMALL = {"hidden": 16, "ff_dim": 16, "se_hidden": 4, "video_output_dim": 8, "aud
          "text_output_dim": 8, "text_lstm_hidden": 4, "n_embeddings": 12}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write(tmp_path, ckpt, name="model.pt", keep_method=True):

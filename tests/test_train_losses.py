@@ -15,13 +15,7 @@ from cmg_eval.train.quantizer import (EmaCodebook, ResetRule, commitment, mm_ema
                                       straight_through, vq_quantize)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests run many tiny ops: one thread avoids thread hand-offs that cost more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def generator(seed: int = 0) -> torch.Generator:
