@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import cli
+from cmg_eval.errors import CmgError
 from cmg_eval.metrics.openset import chance_h_score
 
 TASKS = ("ave_os", "ucf51_os", "ucf_vgg_os")
@@ -176,3 +177,19 @@ def test_synthetic_subsets_as_the_reference(tiny_data):
     with h5py.File(tiny_data / "AVE-ECCV18-master/data/labels.h5") as labels:
         classes = labels["avadataset"][:, :, :28].argmax(axis=2).max(axis=1)[order]
     assert (np.diff(classes) >= 0).all() and classes.max() == 13     # grouped by class, the first 14 classes
+
+
+def test_hand_written_subset_csvs_read_as_rows_of_the_full_list(tmp_path):
+    """Written by hand, not by the generator: CRLF line ends, columns in another order with an extra one, a
+    quoted category holding a comma, subset clips out of the full list's order; one K file absent."""
+    from cmg_eval.data.annotations import ClipTable
+    from cmg_eval.data.openset import read_known_csvs
+
+    classes = ["playing violin, fiddle", "dog barking", "typing on typewriter"]
+    full = ClipTable(tmp_path / "full.csv", ["a-1", "b_2", "c-3", "d_4"], np.array([0, 1, 2, 0]), [2, 3, 4, 5])
+    (tmp_path / "sub_2.csv").write_bytes(b'video_id,split,category\r\nd_4,train,"playing violin, fiddle"\r\n'
+                                         b'b_2,train,dog barking\r\na-1,train,"playing violin, fiddle"\r\n')
+    subsets = read_known_csvs(lambda k: tmp_path / f"sub_{k}.csv", (2, 3), full, classes, tmp_path / "classes.txt")
+    assert subsets.rows[2].tolist() == [3, 1, 0]
+    with pytest.raises(CmgError, match=r"sub_3\.csv: missing file .*known=3"):
+        subsets.get(3)
