@@ -105,6 +105,34 @@ def test_code_distribution_by_hand():
     assert torch.allclose(p[0], (first + first.flip(0)) / 2)
 
 
+def test_code_distribution_gradient_finite_on_a_code():
+    # |f|^2 + |c|^2 - 2 f.c cancels to exactly 0 in float32 for a feature ~1e-3 from a grid point of norm 3
+    # (the values of dcid-fsq seed 45, step 774); sqrt's infinite derivative there gave NaN gradients
+    codebook = torch.tensor([[2.0, 2.0, 1.0, 0.0], [1.0, 2.0, 1.0, 0.0], [-2.0, 0.0, 1.0, -1.0]])
+    feature = torch.tensor([[[1.9993470907211304, 2.0007095336914062, 0.9999531507492065, -0.0011769235134124756],
+                             [2.0, 2.0, 1.0, 0.0]]], requires_grad=True)
+    flat = feature.detach().reshape(-1, 4)
+    squared = (flat * flat).sum(1, keepdim=True) + (codebook * codebook).sum(1) - 2 * flat @ codebook.T
+    assert squared[0, 0] == 0 and squared[1, 0] == 0
+    p = code_distribution(feature, codebook)
+    p[0, 0].backward()
+    assert torch.isfinite(feature.grad).all()
+    assert torch.allclose(p.detach().sum(-1), torch.ones(1))
+
+
+def test_code_distribution_unchanged_off_the_codes():
+    # away from exact zeros the safe sqrt is clamp_min(0).sqrt(), in value and gradient, bit for bit
+    codebook = torch.randn(7, 4, generator=generator(3))
+    feature = torch.randn(2, 3, 4, generator=generator(4), requires_grad=True)
+    p = code_distribution(feature, codebook)
+    (grad,) = torch.autograd.grad((p * torch.arange(7.0)).sum(), feature)
+    flat = feature.reshape(-1, 4)
+    squared = (flat * flat).sum(1, keepdim=True) + (codebook * codebook).sum(1) - 2 * flat @ codebook.T
+    old = torch.softmax(-squared.clamp_min(0).sqrt(), dim=1).reshape(2, 3, -1).mean(dim=1)
+    (old_grad,) = torch.autograd.grad((old * torch.arange(7.0)).sum(), feature)
+    assert torch.equal(p, old) and torch.equal(grad, old_grad)
+
+
 def test_pair_loss_matches_the_reference_shift_formula():
     p1 = torch.softmax(torch.randn(5, 7, generator=generator(1)), 1)
     p2 = torch.softmax(torch.randn(5, 7, generator=generator(2)), 1)

@@ -8,11 +8,23 @@ PAIRS = (("audio", "video"), ("audio", "text"), ("text", "video"))
 LOG_FLOOR = 1e-10
 
 
+def safe_sqrt(squared: torch.Tensor) -> torch.Tensor:
+    """sqrt of max(squared, 0) with gradient 0 wherever that is 0.
+
+    The expanded form of a squared distance can dip below 0 (sqrt would give NaN) or, for a feature within
+    float32 resolution of a code, come out exactly 0, where sqrt's derivative is infinite: the backward pass
+    turns that into NaN gradients (an FSQ feature next to a grid point did, dcid-fsq seed 45 at step 774).
+    Elsewhere value and gradient are those of squared.clamp_min(0).sqrt(), bit for bit."""
+    positive = squared > 0
+    return torch.where(positive, torch.where(positive, squared, torch.ones_like(squared)).sqrt(),
+                       torch.zeros_like(squared))
+
+
 def code_distribution(features: torch.Tensor, codebook: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """(B, T, D) -> (B, K): softmax over codes of minus the Euclidean distance / temperature, averaged over time."""
     flat = features.reshape(-1, features.shape[-1])
     squared = (flat * flat).sum(1, keepdim=True) + (codebook * codebook).sum(1) - 2 * flat @ codebook.T
-    distance = squared.clamp_min(0).sqrt()  # clamped: the expanded form can dip below 0 and sqrt would give NaN
+    distance = safe_sqrt(squared)
     return torch.softmax(-distance / temperature, dim=1).reshape(*features.shape[:-1], -1).mean(dim=1)
 
 
