@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from cmg_eval.cache import EmbeddingCache, cache_key
 from cmg_eval.constants import MAX_TEXT_TOKENS
-from cmg_eval.encoders.base import LoadedModel, finite_activations, tensor_holders
+from cmg_eval.encoders.base import LoadedModel, all_finite, finite_activations, tensor_holders
 from cmg_eval.errors import CmgError
 from cmg_eval.task import FeatureSource
 
@@ -105,9 +105,8 @@ class Embedder:
                                      total=source.n_items)
         for batch in source.batches(self.batch_size):
             with np.errstate(over="ignore"):   # what the encoders compute in, checked after the cast below
-                batch = np.asarray(batch, dtype=np.float32)
-            # a float64 sum is finite exactly when every element is: one pass, no boolean array
-            if not np.isfinite(batch.sum(dtype=np.float64)) and not np.isfinite(batch).all():
+                batch = np.ascontiguousarray(batch, dtype=np.float32)
+            if not all_finite(torch.from_numpy(batch)):
                 bad_items = np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(1))
                 if not self.mask_nonfinite:
                     raise CmgError(f"{source.where}: non-finite {source.modality} features in item "
@@ -117,13 +116,13 @@ class Embedder:
                 self.masked[source.key] = self.masked.get(source.key, 0) + len(bad_items)
             with torch.inference_mode(), finite_activations(self.model.label, f"{source.modality} inputs of "
                                                                               f"{source.where}"):
-                out = encoder.encode(source.modality, torch.from_numpy(np.ascontiguousarray(batch)).to(self.device),
+                out = encoder.encode(source.modality, torch.from_numpy(batch).to(self.device),
                                      readout).cpu()
             steps = {batch.shape[1], MAX_TEXT_TOKENS} if source.modality == "text" else {batch.shape[1]}
             if out.dim() != 3 or out.shape[0] != len(batch) or out.shape[2] != dim or out.shape[1] not in steps:
                 raise CmgError(f"encoder {self.model.label!r}: {source.modality} output shape {tuple(out.shape)}, "
                                f"expected ({len(batch)}, {batch.shape[1]}, {dim})")
-            if not torch.isfinite(out).all():
+            if not all_finite(out):
                 raise CmgError(f"encoder {self.model.label!r}: non-finite {source.modality} embeddings for "
                                f"{source.where}")
             out = out.mean(dim=1) if source.pool else out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -25,8 +26,14 @@ class SemanticDecoder(nn.Module):
         self.linear = nn.Linear(input_dim, input_dim)
         self.event_classifier = nn.Linear(input_dim, n_classes)
 
+    def per_step(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+    def after_steps(self, steps: torch.Tensor) -> torch.Tensor:
+        return self.event_classifier(steps.max(dim=1).values)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.event_classifier(self.linear(x).max(dim=1).values)
+        return self.after_steps(self.per_step(x))
 
 
 class SegmentDecoder(nn.Module):
@@ -37,8 +44,49 @@ class SegmentDecoder(nn.Module):
         self.linear = nn.Linear(input_dim, input_dim)
         self.event_classifier = nn.Linear(input_dim, n_outputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def per_step(self, x: torch.Tensor) -> torch.Tensor:
         return self.event_classifier(self.linear(x))
+
+    def after_steps(self, steps: torch.Tensor) -> torch.Tensor:
+        return steps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.per_step(x)
+
+
+@dataclass(frozen=True)
+class DistinctRows:
+    """(N, T, D) inputs held as their distinct rows (K, D) and each step's row number (N, T). Codebook readouts
+    repeat a few hundred rows, so a head's per-step part runs on K rows instead of N x T."""
+
+    table: np.ndarray
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def distinct_rows(inputs: np.ndarray, max_share: float = 0.25) -> np.ndarray | DistinctRows:
+    """`inputs` as `DistinctRows` when at most `max_share` of its step rows are distinct, else unchanged."""
+    if inputs.ndim != 3 or inputs.size == 0:
+        return inputs
+    rows = np.ascontiguousarray(inputs).reshape(-1, inputs.shape[-1])
+    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
+    if len(first) > max_share * len(rows):
+        return inputs
+    return DistinctRows(rows[first], inverse.reshape(inputs.shape[:2]).astype(np.int64))
+
+
+def per_step_parts(head: nn.Module) -> tuple[Callable, Callable] | None:
+    """(per-step part, rest) of a head whose output starts with the same computation on every step alone
+    (`per_step`/`after_steps`, optionally behind `Standardize`); None for any other head."""
+    if isinstance(head, nn.Sequential) and len(head) == 2 and isinstance(head[0], Standardize):
+        inner = per_step_parts(head[1])
+        return None if inner is None else (lambda x: inner[0](head[0](x)), inner[1])
+    if callable(getattr(head, "per_step", None)) and callable(getattr(head, "after_steps", None)):
+        return head.per_step, head.after_steps
+    return None
 
 
 # What the clean protocol adds to the reference's head training (all settable with --set): embeddings rescaled
@@ -88,12 +136,21 @@ def seeded_head(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
 
 
 @torch.no_grad()
-def predict(head: nn.Module, inputs: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Head outputs for all inputs, in eval mode."""
+def predict(head: nn.Module, inputs: np.ndarray | DistinctRows, batch_size: int = 1024) -> np.ndarray:
+    """Head outputs for all inputs, in eval mode. With `DistinctRows` the per-step part runs once per distinct
+    row and is gathered: the same numbers as on the full inputs (a Linear layer computes each row alone)."""
     head.eval()
     device = next(head.parameters(), torch.empty(0)).device
-    outputs = [head(torch.from_numpy(np.ascontiguousarray(inputs[i:i + batch_size])).to(device)).cpu().numpy()
-               for i in range(0, len(inputs), batch_size)]
+    parts = per_step_parts(head) if isinstance(inputs, DistinctRows) else None
+    if isinstance(inputs, DistinctRows) and parts is None:
+        inputs = inputs.table[inputs.index]
+    if parts is not None:
+        per_step, after_steps = parts
+        table = per_step(torch.from_numpy(inputs.table).to(device))
+        run = lambda i: after_steps(table[torch.from_numpy(inputs.index[i:i + batch_size]).to(device)])  # noqa: E731
+    else:
+        run = lambda i: head(torch.from_numpy(np.ascontiguousarray(inputs[i:i + batch_size])).to(device))  # noqa: E731
+    outputs = [run(i).cpu().numpy() for i in range(0, len(inputs), batch_size)]
     return np.concatenate(outputs) if outputs else np.empty((0,))
 
 
@@ -141,6 +198,14 @@ def train(head: nn.Module, inputs: np.ndarray, targets: np.ndarray, loss_fn: Cal
     if device != CPU:
         x_all, y_all = x_all.to(device), y_all.to(device)
     batch_size = int(settings["batch_size"])
+    # Few distinct rows (a codebook readout): each step runs the per-step part once per distinct row, then gathers.
+    parts = per_step_parts(head) if epoch_inputs is None else None
+    rows = distinct_rows(inputs, max_share=batch_size / (2 * max(len(inputs), 1))) if parts else inputs
+    if isinstance(rows, DistinctRows):
+        table, index = torch.from_numpy(rows.table).to(device), torch.from_numpy(rows.index).to(device)
+        outputs = lambda batch: parts[1](parts[0](table)[index[batch]])  # noqa: E731
+    else:
+        outputs = lambda batch: head(x_all[batch])  # noqa: E731
     epochs = int(settings["epochs"]) if epochs is None else epochs
     passes = passes_per_epoch(len(x_all), settings, epochs, min_steps) if min_steps else 1
     for epoch in range(epochs):
@@ -153,7 +218,7 @@ def train(head: nn.Module, inputs: np.ndarray, targets: np.ndarray, loss_fn: Cal
                 batch = order[start:start + batch_size]
                 if device != CPU:
                     batch = batch.to(device)
-                loss = loss_fn(head(x_all[batch]), y_all[batch])
+                loss = loss_fn(outputs(batch), y_all[batch])
                 optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(head.parameters(), float(settings["clip_grad"]))
@@ -194,9 +259,10 @@ def fit_clean(head: nn.Module, x_fit: np.ndarray, y_fit: np.ndarray, x_select: n
     best `score(outputs, targets)` on the held-out selection data (ties: the lower `loss_fn` there)."""
     best = BestEpoch()
     targets = torch.from_numpy(np.ascontiguousarray(y_select))
+    select_inputs = distinct_rows(x_select)
 
     def select(epoch: int, model: nn.Module) -> None:
-        outputs = predict(model, x_select)
+        outputs = predict(model, select_inputs)
         best.offer(model, score(outputs, y_select), float(loss_fn(torch.from_numpy(outputs), targets)))
         on_epoch()
 

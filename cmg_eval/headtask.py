@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from cmg_eval.errors import CmgError
-from cmg_eval.heads import CLEAN_TRAINING, SemanticDecoder, clean_head, fit_clean, predict, seeded_head, train
+from cmg_eval.heads import (CLEAN_TRAINING, SemanticDecoder, clean_head, distinct_rows, fit_clean, predict, seeded_head,
+                            train)
 from cmg_eval.metrics import classification
 from cmg_eval.task import FeatureSource, Predictions, Scored, SourceRun, Task
 
@@ -218,7 +219,7 @@ class HeadTask(Task):
         x_train, y_train = inputs(fold.fit), fold.fit.y
         n_outputs = self.n_outputs(job.data, fold.fit)
         head = seeded_head(lambda: self.head(x_train.shape[-1], n_outputs), job.seed)
-        tests = {t: (inputs(plan.tests[t]), plan.tests[t].y) for t in job.targets}
+        tests = {t: (distinct_rows(inputs(plan.tests[t])), plan.tests[t].y) for t in job.targets}  # scored each epoch
         best: dict[str, tuple[float, np.ndarray]] = {}
 
         def score_all(epoch: int, model: nn.Module) -> None:

@@ -22,6 +22,15 @@ def fit_steps(array: np.ndarray, steps: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[-1:], steps - len(array), axis=0)])
 
 
+def stack_float32(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Equal-shaped arrays as one float32 batch, each cast as it is copied in (one copy, not two)."""
+    batch = np.empty((len(arrays), *arrays[0].shape), np.float32)
+    with np.errstate(over="ignore"):  # beyond float32 range reads as inf, refused where batches are checked
+        for slot, array in zip(batch, arrays):
+            slot[...] = array
+    return batch
+
+
 # A clip of variable length T may hold this many steps at most; each value takes at most 8 bytes. A pickle of an
 # array takes up to twice the array's bytes (protocol 2 writes bytes as latin-1 text), plus its header.
 MAX_STEPS = 1024
@@ -97,13 +106,17 @@ class ClipZips:
 
     def read(self, row: int) -> np.ndarray:
         """One clip's float32 (steps, *tail) array ((T, *tail) when `steps` is None)."""
+        return self._read_stored(row).astype(np.float32, copy=False)
+
+    def _read_stored(self, row: int) -> np.ndarray:
+        """One clip's checked (steps, *tail) array in the dtype it was stored in."""
         path = self.path(self.ids[row])
         array = read_feature_zip(path, self._bound())
         if array.ndim != 1 + len(self.tail) or array.shape[1:] != self.tail or len(array) == 0 \
                 or (self.steps is not None and not self.pad and len(array) != self.steps):
             raise CmgError(f"{path}: array of shape {array.shape}, expected {self._shape_text()} ({self.what} of "
                            f"clip {self.names[row]!r})")
-        return (fit_steps(array, self.steps) if self.pad else array).astype(np.float32, copy=False)
+        return fit_steps(array, self.steps) if self.pad else array
 
     def order(self) -> np.ndarray:
         """Rows with equal lengths adjacent (sorted by unpacked member size; stable: ties keep row order)."""
@@ -131,15 +144,15 @@ class ClipZips:
         `check(array, path, name)` sees each clip first."""
         batch: list[np.ndarray] = []
         for row in np.asarray(rows, dtype=np.int64).tolist():
-            array = self.read(row)
+            array = self._read_stored(row) if check is None else self.read(row)
             if check is not None:
                 check(array, self.path(self.ids[row]), self.names[row])
             if batch and (len(batch) == batch_size or array.shape[0] != batch[0].shape[0]):
-                yield np.stack(batch)
+                yield stack_float32(batch)
                 batch = []
             batch.append(array)
         if batch:
-            yield np.stack(batch)
+            yield stack_float32(batch)
 
     def key(self) -> str:
         """Identity of the clip list and its files (names, sizes, modification times): part of cache keys."""

@@ -156,13 +156,23 @@ def _tensors(value: Any) -> Iterator[torch.Tensor]:
             yield from _tensors(item)
 
 
+def all_finite(values: torch.Tensor | np.ndarray) -> bool:
+    """Whether every element is finite. A sum is finite only if every element is, and one sum is many times
+    cheaper than a boolean array: the elements are looked at one by one only when the sum is not finite
+    (a non-finite element, or finite ones whose sum overflows)."""
+    if isinstance(values, torch.Tensor):
+        return bool(torch.isfinite(values.sum())) or bool(torch.isfinite(values).all())
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(values.sum())) or bool(np.isfinite(values).all())
+
+
 @contextmanager
 def finite_activations(encoder: str, inputs: str) -> Iterator[None]:
     """Meanwhile every torch module's floating output must be finite. A quantizer maps NaN or inf continuous
     features (NaN weights, an overflow) to a valid-looking code, so they are refused where they appear."""
     def check(module: torch.nn.Module, args: Any, output: Any) -> None:
         for tensor in _tensors(output):
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            if tensor.is_floating_point() and not all_finite(tensor):
                 raise CmgError(f"encoder {encoder!r}: non-finite values out of its {type(module).__name__} module on "
                                f"{inputs}, expected finite features before quantization (NaN or inf weights, or "
                                f"an overflow)")
@@ -182,7 +192,7 @@ def finite_float32(array: Any, where: str) -> np.ndarray:
         raise CmgError(f"{where}: dtype {array.dtype}, expected real numbers (float or integer)")
     with np.errstate(over="ignore"):   # an overflow is reported below, as a non-finite value
         cast = array.astype(np.float32, copy=False)
-    if not np.isfinite(cast.sum(dtype=np.float64)) and not np.isfinite(cast).all():
+    if not all_finite(cast):
         item = int(np.flatnonzero(~np.isfinite(cast.reshape(len(cast), -1)).all(1))[0])
         raise CmgError(f"{where}: non-finite values in item {item} (as float32), expected finite numbers within "
                        f"float32 range")
