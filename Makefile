@@ -18,7 +18,7 @@ $(BIN)/cmg-eval: setup.py
 install: $(BIN)/cmg-eval
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=10 tests
 
 # Checkpoints METHOD+seedN.pt: METHOD pretrained at the tiny preset with seed N on the small synthetic
 # VGGSound-AVEL40k. A run writes METHOD+seedN.part (resumable) and renames it when finished, so a

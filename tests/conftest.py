@@ -102,11 +102,12 @@ def micro_clip_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def clip_tasks_run(tiny_data, random_dcid, tmp_path_factory) -> Path:
-    """The AVVP / AVE->AVVP / UCF<->VGG must-show run on tiny data with default head settings (its folder)."""
+    """The AVVP / AVE->AVVP / UCF<->VGG must-show run on tiny data with default head settings (its folder); 100
+    item resamples instead of 1000 (its tests read per-seed values; other runs check the intervals)."""
     base = tmp_path_factory.mktemp("clip-tasks-run")
     result = cli("run", "avvp,ave_avvp,ucf_vgg", "--ckpt", f"oracle={tiny_data / 'oracle.pt'}",
                  "--ckpt", f"random={random_dcid}", "--data-root", tiny_data, "--out", base / "run",
-                 "--cache-dir", base / "cache")
+                 "--cache-dir", base / "cache", "--bootstrap", "100")
     assert result.exit_code == 0, result.output
     return base / "run"
 
