@@ -65,11 +65,17 @@ def test_strict_key_check(public_dcid, tmp_path, damage, named):
 
 
 def test_video_semantic_encoder_matches_reference(public_dcid):
+    """The closed form (a sum over the 49 positions) against the module's spatial attention step by step: float32
+    within 1e-5, float64 within 1e-10 (the sums run in another order, so not bit for bit); the codes are the same
+    (test_bench.py::test_reference_loop_encodes_the_same_codes)."""
     encoder = load_model(str(public_dcid)).encoder
-    module = encoder.network.video_semantic_encoder.double()
-    video = example_inputs("video", batch=2, steps=3).double()
+    module = encoder.network.video_semantic_encoder
+    video = example_inputs("video", batch=2, steps=3)
     with torch.no_grad():
-        torch.testing.assert_close(module(video), module.explicit_forward(video), rtol=1e-10, atol=1e-9)
+        torch.testing.assert_close(module(video), module.explicit_forward(video), rtol=1e-5, atol=1e-5)
+        module.double()
+        torch.testing.assert_close(module(video.double()), module.explicit_forward(video.double()), rtol=1e-10,
+                                   atol=1e-9)
     encoder.network.float()
 
 

@@ -61,8 +61,11 @@ def test_training_on_distinct_rows_follows_the_full_inputs(factory, targets):
     inputs, labels = code_inputs(), targets(np.random.default_rng(2))
     loss = nn.functional.cross_entropy if labels.ndim == 1 else nn.functional.binary_cross_entropy_with_logits
     gathered, full = seeded_head(factory, 0), Opaque(seeded_head(factory, 0))
+    shapes, per_step = [], gathered.per_step
+    gathered.per_step = lambda x: (shapes.append(tuple(x.shape)), per_step(x))[1]
     for head in (gathered, full):
         train(head, inputs, labels, loss, SETTINGS, seed=5, after_epoch=lambda *_: None, epochs=8)
+    assert shapes and set(shapes) == {(7, 12)}  # every step ran on the 7 distinct rows
     trained = dict(full.inner.named_parameters())
     moved = False
     for name, weight in gathered.named_parameters():
