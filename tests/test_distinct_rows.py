@@ -85,8 +85,13 @@ def test_all_finite_looks_at_elements_only_when_the_sum_is_not_finite():
             assert not all_finite(wrap(array))
 
 
-def test_stack_float32_casts_each_clip_once_as_astype_does():
-    clips = [np.random.default_rng(i).normal(size=(10, 3, 4)).astype(np.float16) for i in range(5)]
+@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.int32])
+def test_stack_float32_casts_each_clip_once_as_astype_does(dtype):
+    clips = [(np.random.default_rng(i).normal(size=(10, 3, 4)) * 100).astype(dtype) for i in range(5)]
+    if dtype == np.float64:
+        clips[2][1, 1, 1] = 1e300  # beyond float32: inf, as astype gives it (refused where batches are checked)
     batch = stack_float32(clips)
     assert batch.dtype == np.float32
-    np.testing.assert_array_equal(batch, np.stack(clips).astype(np.float32))
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(batch, np.stack(clips).astype(np.float32))
+    assert np.isinf(batch).any() == (dtype == np.float64)

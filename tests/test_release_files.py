@@ -99,7 +99,7 @@ def test_avvp_reads_crlf_extra_columns_ids_with_dashes_and_zero_length_events(sm
 
 def test_short_and_long_feature_files_of_any_protocol_and_dtype_are_padded_or_cut(small_release):
     zips = Avvp().load(small_release).streams["audio"].zips
-    seen = set()
+    seen, expected = set(), []
     for row, clip_id in enumerate(zips.ids[:12]):
         path = zips.path(clip_id)
         with zipfile.ZipFile(path) as archive:
@@ -107,7 +107,12 @@ def test_short_and_long_feature_files_of_any_protocol_and_dtype_are_padded_or_cu
             payload = archive.read(member)
         stored = pickle.loads(payload)
         seen.add((len(stored), stored.dtype.name, payload[1]))
-        np.testing.assert_array_equal(zips.read(row), fit_steps(stored, 10).astype(np.float32))
+        expected.append(fit_steps(stored, 10).astype(np.float32))
+        np.testing.assert_array_equal(zips.read(row), expected[-1])
+    # batches, as encoders get them: clips of mixed stored dtypes cast once into one float32 array
+    batches = list(zips.iter_rows(np.arange(12), 5))
+    assert [b.dtype for b in batches] == [np.float32] * 3 and [len(b) for b in batches] == [5, 5, 2]
+    np.testing.assert_array_equal(np.concatenate(batches), np.stack(expected))
     assert {steps for steps, _, _ in seen} >= {7, 13} and {p for _, _, p in seen} >= {2, 3, 4, 5}
     assert {d for _, d, _ in seen} == {"float16", "float32", "float64"}
 
