@@ -77,6 +77,8 @@ class Embedder:
         self.seconds = 0.0
 
     def __call__(self, source: FeatureSource) -> np.ndarray:
+        if source.whole is not None:
+            return self(source.whole)[source.rows]
         key = cache_key(ENCODER_CACHE_VERSION, self.model.identity, source.key, "pooled" if source.pool else "steps",
                         "masked" if self.mask_nonfinite else "strict",
                         *([] if self.device == "cpu" else [self.device]))  # GPU embeddings: their own entries

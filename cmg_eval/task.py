@@ -27,6 +27,10 @@ class FeatureSource:
     part: str = "data"  # which part of the file, for error messages (e.g. "train split")
     # Mean over time per batch, stored as (N, D): lets batches differ in length (variable-T items).
     pool: bool = False
+    # These items are rows `rows` of `whole` (e.g. one split of a file): the embedder encodes and caches `whole`
+    # once and indexes it; `batches` still reads these items alone (for encodings that are never cached).
+    whole: FeatureSource | None = None
+    rows: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

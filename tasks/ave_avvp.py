@@ -65,7 +65,7 @@ class AveAvvp(LocalizationTask):
     def plan(self, data: AveAvvpData, job: SourceRun) -> HeadPlan:
         """Clean: train on the AVE clips outside the selection fold, select on it, score every AVVP clip.
         Paper (the reference): train on every AVE clip of the order, score every AVVP clip."""
-        ave = Labeled(lambda embed: data.embed_ave(embed, job.source), data.labels)
+        ave = Labeled(data.source(job.source), data.labels)
         tests = {t: stream_labeled(data.streams[t], "avvp", t) for t in job.targets}
         if job.protocol == "paper":
             return HeadPlan([Fold(ave)], tests)

@@ -7,11 +7,15 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from rich.progress import Progress
 
 import cmg_eval.headtask as headtask_module
+from cmg_eval.cache import EmbeddingCache
 from cmg_eval.data.annotations import (assign_folds, assign_folds_multilabel, read_class_list, read_event_csv,
                                        read_label_map)
 from cmg_eval.data.zipfeat import read_feature_zip
+from cmg_eval.embedder import Embedder
+from cmg_eval.encoders.loading import load_model
 from cmg_eval.errors import CmgError
 from cmg_eval.headtask import Fold, HeadPlan, Labeled
 from cmg_eval.heads import SegmentDecoder, train
@@ -176,21 +180,17 @@ def test_ave_avvp_pairs_classes_by_position_and_lists_label_map_differences(micr
         AveAvvp().load(root)
 
 
-def test_ave_clips_are_encoded_through_the_ave_task_splits(micro_clip_data):
+def test_ave_clips_are_indexed_out_of_one_encoding_per_file(micro_clip_data, random_dcid, tmp_path):
+    """ave_avvp's clips and every AVE split come out of one cached encoding of each feature file, equal to
+    encoding their clips read in their own order."""
     data = AveAvvp().load(micro_clip_data)
-    keys = []
-
-    def embed(source):
-        keys.append(source.key)
-        return np.concatenate(list(source.batches(16)))
-
-    expected = data.ave.features["audio"].read_rows(data.order)
-    np.testing.assert_array_equal(data.embed_ave(embed, "audio"), expected)
-    assert sorted(keys) == sorted(data.ave.source("audio", split).key for split in ("train", "val", "test"))
-    del data.ave.orders["test"]   # clips outside the AVE splits: one source of their own
-    keys.clear()
-    np.testing.assert_array_equal(data.embed_ave(embed, "audio"), expected)
-    assert len(keys) == 1 and keys[0].startswith("ave_avvp:")
+    cache = EmbeddingCache(tmp_path)
+    embedder = Embedder(load_model(str(random_dcid)), cache, 16, Progress(disable=True))
+    sources = [data.source("audio"), *(data.ave.source("audio", split) for split in ("train", "val", "test"))]
+    for source in sources:
+        np.testing.assert_allclose(embedder(source), embedder.encode_uncached(source), rtol=0, atol=1e-6)
+    assert cache.misses == 1 and len(list((tmp_path / "embeddings").rglob("*.npy"))) == 1
+    assert len(sources[0].rows) == len(data.order) and sources[0].whole.n_items == len(data.ave.labels)
 
 
 # ------------------------------------------------------------------------------------------ heads and protocols

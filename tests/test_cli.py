@@ -232,19 +232,16 @@ def test_device_moves_keep_numbers(random_dcid, tmp_path):
     from cmg_eval.embedder import Embedder
     from cmg_eval.encoders.loading import load_model
     from cmg_eval.heads import SemanticDecoder, predict, seeded_head, train
+    from cmg_eval.task import FeatureSource
 
-    class Source:
-        modality, pool, n_items, part, where, key = "audio", False, 6, "test", "memory", "k"
-
-        def batches(self, size):
-            array = example_inputs("audio", batch=6).numpy()
-            return (array[i:i + size] for i in range(0, 6, size))
-
+    array = example_inputs("audio", batch=6).numpy()
+    source = FeatureSource(key="k", modality="audio", n_items=6, part="test", where="memory",
+                           batches=lambda size: (array[i:i + size] for i in range(0, 6, size)))
     outputs = []
     for device in ("cpu", "cpu:0"):
         cache = EmbeddingCache(tmp_path / "cache")
         embedder = Embedder(load_model(str(random_dcid)), cache, 4, Progress(disable=True), device=device)
-        outputs.append(embedder(Source()))
+        outputs.append(embedder(source))
         assert cache.misses == 1
     np.testing.assert_array_equal(*outputs)
 

@@ -79,15 +79,26 @@ class AveData:
     orders: dict[str, np.ndarray]
     fingerprints: dict[str, str]
 
+    def whole(self, modality: str) -> FeatureSource:
+        """Every clip of one modality in file order: the one encoding that every split (and every task reading
+        these files) is indexed from, read in runs of rows that `H5Array` maps rather than copies."""
+        features = self.features[modality]
+        rows = np.arange(len(features))
+        return FeatureSource(key=f"ave:{self.fingerprints[modality]}:every-row:{modality}", modality=modality,
+                             n_items=len(rows), batches=lambda size: features.iter_rows(rows, size),
+                             where=str(features.path), part=f"rows of dataset {features.key!r} (every split)")
+
+    def clips(self, modality: str, order: np.ndarray, name: str, part: str) -> FeatureSource:
+        """Encoder inputs of one modality for the clips of `order`, in order, indexed out of `whole`."""
+        features = self.features[modality]
+        order_hash = hashlib.sha256(order.tobytes()).hexdigest()[:16]
+        return FeatureSource(key=f"{name}:{self.fingerprints[modality]}:{order_hash}:{modality}", modality=modality,
+                             n_items=len(order), batches=lambda size: features.iter_rows(order, size),
+                             where=str(features.path), part=part, whole=self.whole(modality), rows=order)
+
     def source(self, modality: str, split: str) -> FeatureSource:
         """Encoder inputs of one modality for one split, in order."""
-        features = self.features[modality]
-        order = self.orders[split]
-        order_hash = hashlib.sha256(order.tobytes()).hexdigest()[:16]
-        key = f"ave:{self.fingerprints[modality]}:{split}:{order_hash}:{modality}"
-        return FeatureSource(key=key, modality=modality, n_items=len(order),
-                             batches=lambda size: features.iter_rows(order, size), where=str(features.path),
-                             part=f"{split} split")
+        return self.clips(modality, self.orders[split], f"ave:{split}", f"{split} split")
 
     def files(self) -> list[Path]:
         return [a.path for a in self.features.values()] + [self.root / "labels.h5"] + \

@@ -1,7 +1,7 @@
 """The release files of the `ave_avvp` task, read and checked.
 
 Train data: AVE features (`AVE-ECCV18-master/data/{visual,audio}_feature.h5`, read by the AVE task's reader and
-encoded split by split as it does, so both tasks share cache entries) with the 12-class labels
+indexed out of the same one encoding per file, so both tasks share its cache entry) with the 12-class labels
 `AVE_AVVP/ave_avvp_labels.h5` (`avadataset`, rows aligned with the AVE arrays) of the clips in
 `AVE_AVVP/ave_avvp_order.h5` (`order`). Test data: `AVE_AVVP/AVE_AVVP_eval_{audio,visual}_checked_combined.csv`
 with the AVVP feature zips. Class list `AVE_AVVP/AVE_AVVP_Categories.txt`: line i names label column i (12 lines
@@ -11,10 +11,8 @@ reports, and its differences from the list are reported, never refused.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -49,23 +47,8 @@ class AveAvvpData:
                 *self.ave.files(), self.label_map.path, *stream_files(self.streams)]
 
     def source(self, modality: str) -> FeatureSource:
-        features, order = self.ave.features[modality], self.order
-        order_hash = hashlib.sha256(order.tobytes()).hexdigest()[:16]
-        return FeatureSource(key=f"ave_avvp:{self.ave.fingerprints[modality]}:{order_hash}:{modality}",
-                             modality=modality, n_items=len(order), batches=lambda size: features.iter_rows(order, size),
-                             where=str(features.path), part="clips of ave_avvp_order.h5")
-
-    def embed_ave(self, embed: Callable[[FeatureSource], np.ndarray], modality: str) -> np.ndarray:
-        """Embeddings of the order's clips; encoded split by split as the AVE task encodes them when its splits
-        cover them (one cache entry then serves both tasks), else as a source of their own."""
-        where: dict[int, tuple[str, int]] = {}
-        for split, clips in self.ave.orders.items():
-            for row, clip in enumerate(clips.tolist()):
-                where.setdefault(clip, (split, row))
-        if not all(clip in where for clip in self.order.tolist()):
-            return embed(self.source(modality))
-        encoded = {split: embed(self.ave.source(modality, split)) for split in self.ave.orders}
-        return np.stack([encoded[split][row] for split, row in (where[clip] for clip in self.order.tolist())])
+        """The order's clips, indexed out of the AVE file's one encoding (shared with the AVE tasks)."""
+        return self.ave.clips(modality, self.order, "ave_avvp", "clips of ave_avvp_order.h5")
 
 
 def load_ave_avvp(data_root: Path) -> AveAvvpData:

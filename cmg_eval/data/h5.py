@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -70,6 +72,41 @@ class H5Array:
             raise CmgError(f"{self.path}: dataset {key!r} has shape {shape}, expected {_shape_text(tail)} ({what})")
         if self.dataset.dtype.kind not in "fiub":
             raise CmgError(f"{self.path}: dataset {key!r} has dtype {self.dataset.dtype}, expected numbers ({what})")
+        self._offset: int | None = None
+        self._mappable = self._can_map()
+
+    def _can_map(self) -> bool:
+        """True when the rows are one contiguous, unfiltered block of float32 in this machine's byte order inside
+        the file and rows 0 and N-1 read the same mapped as through HDF5: such rows are mapped batch by batch
+        instead of copied out (`_mapped`)."""
+        dataset = self.dataset
+        if dataset.dtype != np.dtype(np.float32) or dataset.chunks is not None or not len(self) or \
+                self._file.driver != "sec2":
+            return False
+        self._offset = dataset.id.get_offset()   # None when storage was never allocated (HDF5 reads fill values)
+        if self._offset is None:
+            return False
+        for row in (0, len(self) - 1):
+            try:
+                mapped = self._mapped(row, row + 1)
+            except (OSError, ValueError):   # e.g. an offset past what the system can map
+                return False
+            if mapped is None or mapped.tobytes() != dataset[row:row + 1].tobytes():
+                return False
+        return True
+
+    def _mapped(self, start: int, stop: int) -> np.ndarray | None:
+        """Rows start..stop-1 as a copy-on-write mapping of the file's pages (no copy; unmapped when the array is
+        dropped), or None when the file has become shorter than they need."""
+        handle = self._file.id.get_vfd_handle()   # the descriptor HDF5 reads through: the very file it checked
+        row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * 4
+        begin, length = self._offset + start * row_bytes, (stop - start) * row_bytes
+        if os.fstat(handle).st_size < begin + length:
+            return None
+        base = begin - begin % mmap.ALLOCATIONGRANULARITY
+        pages = mmap.mmap(handle, begin - base + length, flags=mmap.MAP_PRIVATE,
+                          prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=base)
+        return np.frombuffer(pages, np.float32, length // 4, begin - base).reshape(stop - start, *self.shape[1:])
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -82,10 +119,16 @@ class H5Array:
         return self.dataset[()]
 
     def read_rows(self, indices: Sequence[int], dtype=np.float32) -> np.ndarray:
-        """Rows in the given order (h5py needs increasing unique indices, so sort and scatter back)."""
+        """Rows in the given order (h5py needs increasing unique indices, so sort and scatter back); a run of
+        consecutive float32 rows of a mappable dataset comes back mapped, not copied."""
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
             raise CmgError(f"{self.path}: index {int(indices.max())} out of range for {len(self)} rows in {self.key!r}")
+        if self._mappable and dtype == np.float32 and indices.size and \
+                np.array_equal(indices, np.arange(indices[0], indices[0] + indices.size)):
+            mapped = self._mapped(int(indices[0]), int(indices[-1]) + 1)
+            if mapped is not None:
+                return mapped
         unique, inverse = np.unique(indices, return_inverse=True)
         try:
             rows = self._read_sorted(unique)
