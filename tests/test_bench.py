@@ -44,7 +44,7 @@ def test_bench_times_what_run_computes(micro_ave_avvp, random_dcid, tmp_path):
         reference = measured[f"reference_{metric}"]
         assert set(reference) == {"video", "audio"} and all(0 <= v <= 100 for v in reference.values())
     encoder = bench["encoder"]
-    assert encoder["bare_clips_per_s"] > 0 and encoder["cmg_clips_per_s"] > 0
+    assert encoder["bare_clips_per_s"] > 0 and encoder["cmg_clips_per_s"] > 0 and encoder["read_and_forward_ratio"] > 0
 
 
 def test_reference_loop_encodes_the_same_codes(random_dcid):
