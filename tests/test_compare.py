@@ -36,6 +36,29 @@ def test_paired_bootstrap_difference():
     assert result["ci_low"] < result["diff"] < result["ci_high"] and result["ci_low"] > 0
 
 
+def test_resampling_in_batches_draws_what_scipy_draws_at_once():
+    """Intervals and p-values equal scipy's with every resample drawn in one array (which holds resamples x
+    items indices: the memory the batches save), for counts that are not multiples of the batch."""
+    rng = np.random.default_rng(3)
+    n, resamples = 333, 250
+    a, b = rng.normal(size=n), rng.normal(size=n) + 0.1
+
+    def mean_a(idx):
+        return a[idx].mean()
+
+    def absolute(first, second):
+        return abs(np.where(first >= n, b, a).mean() - np.where(first >= n, a, b).mean())
+
+    once = stats.bootstrap((np.arange(n),), mean_a, n_resamples=resamples, vectorized=False, method="percentile",
+                           random_state=np.random.default_rng(7)).confidence_interval
+    assert bootstrap_interval(mean_a, n, resamples, seed=7) == (once.low, once.high)
+    at_once = stats.permutation_test((np.arange(n), np.arange(n) + n), absolute, permutation_type="samples",
+                                     vectorized=False, n_resamples=resamples, alternative="greater",
+                                     random_state=np.random.default_rng(7)).pvalue
+    swapped = lambda swap: np.where(swap, b, a).mean() - np.where(swap, a, b).mean()  # noqa: E731
+    assert paired_permutation_p(swapped, n, resamples, seed=7) == at_once
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_permutation_p_against_brute_force_enumeration(seed):
     rng = np.random.default_rng(seed)
