@@ -38,10 +38,11 @@ class EmbeddingCache:
     def _path(self, key: str) -> Path:
         return self.root / "embeddings" / key[:2] / f"{key}.npy"
 
-    def load(self, key: str, count_miss: bool = True) -> np.ndarray | None:
+    def load(self, key: str, count_miss: bool = True, mapped: bool = False) -> np.ndarray | None:
+        """The entry, or None; `mapped`: read-only and memory-mapped, for callers that read a few of its rows."""
         path = self._path(key)
         try:
-            array = np.load(path, allow_pickle=False)
+            array = np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None)
         except (FileNotFoundError, ValueError, OSError):
             # absent, or unreadable (a foreign or damaged file): encode again and replace it
             self.misses += count_miss

@@ -77,16 +77,20 @@ class Embedder:
         self.seconds = 0.0
 
     def __call__(self, source: FeatureSource) -> np.ndarray:
-        if source.whole is not None:
-            return self(source.whole)[source.rows]
+        if source.whole is not None:   # the cached whole is mapped, so only these rows are read from it
+            return np.asarray(self._embedded(source.whole, mapped=True)[source.rows])
+        return self._embedded(source)
+
+    def _embedded(self, source: FeatureSource, mapped: bool = False) -> np.ndarray:
+        """`source` from the cache (memory-mapped if `mapped`), else encoded and stored."""
         key = cache_key(ENCODER_CACHE_VERSION, self.model.identity, source.key, "pooled" if source.pool else "steps",
                         "masked" if self.mask_nonfinite else "strict",
                         *([] if self.device == "cpu" else [self.device]))  # GPU embeddings: their own entries
-        cached = self.cache.load(key)
+        cached = self.cache.load(key, mapped=mapped)
         if cached is not None:
             return cached
         with self.cache.lock(key):  # another process may be encoding the same thing: wait, then reuse
-            cached = self.cache.load(key, count_miss=False)
+            cached = self.cache.load(key, count_miss=False, mapped=mapped)
             if cached is not None:
                 return cached
             started = time.perf_counter()

@@ -72,26 +72,26 @@ class H5Array:
             raise CmgError(f"{self.path}: dataset {key!r} has shape {shape}, expected {_shape_text(tail)} ({what})")
         if self.dataset.dtype.kind not in "fiub":
             raise CmgError(f"{self.path}: dataset {key!r} has dtype {self.dataset.dtype}, expected numbers ({what})")
-        self._offset: int | None = None
-        self._mappable = self._can_map()
+        self._offset = self._raw_offset()
+        self._mappable = self._offset is not None and self._ends_read_the_same()
 
-    def _can_map(self) -> bool:
-        """True when the rows are one contiguous, unfiltered block of float32 in this machine's byte order inside
-        the file and rows 0 and N-1 read the same mapped as through HDF5: such rows are mapped batch by batch
-        instead of copied out (`_mapped`)."""
+    def _raw_offset(self) -> int | None:
+        """Where the rows start in the file when they are one contiguous, unfiltered, allocated block of float32
+        in this machine's byte order (such rows are mapped batch by batch instead of copied out: `_mapped`)."""
         dataset = self.dataset
         if dataset.dtype != np.dtype(np.float32) or dataset.chunks is not None or not len(self) or \
                 self._file.driver != "sec2":
-            return False
-        self._offset = dataset.id.get_offset()   # None when storage was never allocated (HDF5 reads fill values)
-        if self._offset is None:
-            return False
+            return None
+        return dataset.id.get_offset()   # None when storage was never allocated (HDF5 reads fill values)
+
+    def _ends_read_the_same(self) -> bool:
+        """Rows 0 and N-1 read the same mapped as through HDF5."""
         for row in (0, len(self) - 1):
             try:
                 mapped = self._mapped(row, row + 1)
             except (OSError, ValueError):   # e.g. an offset past what the system can map
                 return False
-            if mapped is None or mapped.tobytes() != dataset[row:row + 1].tobytes():
+            if mapped is None or mapped.tobytes() != self.dataset[row:row + 1].tobytes():
                 return False
         return True
 
